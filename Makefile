@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+TEST_STAMP := $(VENV)/.test-installed
+PORT ?= 8501
+
+.PHONY: run test test-fast benchmarks clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(TEST_STAMP): $(RUNTIME_STAMP) requirements-test.txt tools/install_learn2learn.sh tools/install_chromium.sh
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	tools/install_learn2learn.sh $(PY)
+	tools/install_chromium.sh
+	touch $@
+
+run: $(RUNTIME_STAMP)
+	$(PY) -m streamlit run app.py --server.address localhost --server.port $(PORT)
+
+test: $(TEST_STAMP)
+	$(PY) -m pytest -q -ra
+
+# Unit tests only: seconds, no browser, no training.
+test-fast: $(TEST_STAMP)
+	$(PY) -m pytest -q -m "not browser and not slow"
+
+benchmarks: $(TEST_STAMP)
+	$(PY) benchmarks/adaptation.py
+
+clean-venv:
+	rm -rf $(VENV)

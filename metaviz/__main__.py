@@ -1,0 +1,5 @@
+import sys
+
+from metaviz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,139 @@
+"""The inner loop (clone -> adapt -> evaluate) as pure functions of parameter dicts.
+
+Nothing here mutates a model: parameters live in dicts, the model is only evaluated through
+`torch.func.functional_call`, and gradients come from `torch.func.grad`. With
+`first_order=False` the adapted parameters stay differentiable with respect to the
+meta-parameters (second-order MAML); with `first_order=True` the inner gradients are
+treated as constants (FOMAML), as learn2learn's `adapt(..., first_order=True)` does.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad
+from torch.nn import functional as F
+
+from metaviz.checkpoints import Checkpoint
+from metaviz.models import layer_of
+
+if TYPE_CHECKING:
+    from metaviz.tasks import Task
+
+Params = dict[str, torch.Tensor]
+
+
+def task_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for class indices, mean squared error for regression targets."""
+    if targets.dtype == torch.long:
+        return F.cross_entropy(outputs, targets)
+    return F.mse_loss(outputs, targets)
+
+
+def adapted_names(parameters: Iterable[str], adapt_layers: Iterable[str] | None) -> tuple[str, ...]:
+    """The parameter names that adapt when only `adapt_layers` (None: all layers) adapt."""
+    parameters = tuple(parameters)
+    if adapt_layers is None:
+        return parameters
+    adapt_layers = tuple(adapt_layers)
+    known = {layer_of(name) for name in parameters}
+    unknown = [layer for layer in adapt_layers if layer not in known]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; this model has {sorted(known)}")
+    if not adapt_layers:
+        raise ValueError("at least one layer must adapt")
+    return tuple(name for name in parameters if layer_of(name) in adapt_layers)
+
+
+def inner_loop(
+    model: torch.nn.Module, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor, *,
+    steps: int, lr: float, adapt: tuple[str, ...], first_order: bool = False,
+) -> list[Params]:
+    """Parameter dicts after steps 0..`steps` of gradient descent on the loss of (x, y)."""
+    frozen = {name: value for name, value in params.items() if name not in adapt}
+
+    def support_loss(adapted: Params) -> torch.Tensor:
+        return task_loss(functional_call(model, ({**frozen, **adapted}, buffers), (x,)), y)
+
+    support_grad = grad(support_loss)
+    adapted = {name: params[name] for name in adapt}
+    history = [dict(params)]
+    for _ in range(steps):
+        gradients = support_grad(adapted)
+        if first_order:
+            gradients = {name: g.detach() for name, g in gradients.items()}
+        adapted = {name: adapted[name] - lr * gradients[name] for name in adapt}
+        history.append({**frozen, **adapted})
+    return history
+
+
+@dataclass(frozen=True)
+class AdaptationTrace:
+    """Everything one adaptation did, step 0 (theta_0) to step K."""
+
+    params: tuple[Params, ...]  # full parameter dicts, steps 0..K (frozen layers shared)
+    buffers: Params  # BatchNorm running statistics of imported models (else empty)
+    support_loss: np.ndarray  # [K+1]
+    query_loss: np.ndarray  # [K+1]
+    support_accuracy: np.ndarray | None  # [K+1], None for regression
+    query_accuracy: np.ndarray | None
+    query_probabilities: np.ndarray | None  # [K+1, queries, ways] softmax, classification only
+    query_outputs: np.ndarray  # [K+1, queries, outputs]: logits or regression predictions
+    lr: float
+    adapt_layers: tuple[str, ...]
+
+    @property
+    def steps(self) -> int:
+        return len(self.params) - 1
+
+    @property
+    def query_predictions(self) -> np.ndarray:
+        """[K+1, queries] predicted class per step (classification)."""
+        return self.query_outputs.argmax(-1)
+
+
+def forward_at(model: torch.nn.Module, trace: AdaptationTrace, step: int):
+    """The adapted model at `step` as a plain function x -> outputs (for captum and plots)."""
+    params = trace.params[step]
+    return lambda x: functional_call(model, (params, trace.buffers), (x,))
+
+
+def adapt(
+    checkpoint: Checkpoint, task: Task, steps: int | None = None, lr: float | None = None,
+    adapt_layers: Iterable[str] | None = None, model: torch.nn.Module | None = None,
+) -> AdaptationTrace:
+    """Adapts the checkpoint's theta_0 to the task's support set, recording every step.
+
+    `steps`, `lr` and `adapt_layers` default to the checkpoint's inner-loop settings.
+    """
+    steps = checkpoint.inner_steps if steps is None else int(steps)
+    lr = checkpoint.inner_lr if lr is None else float(lr)
+    if steps < 0:
+        raise ValueError("steps must be >= 0")
+    if adapt_layers is None:
+        adapt_layers = checkpoint.adapt_layers
+    if not task.is_regression and task.ways != checkpoint.ways:
+        raise ValueError(f"the task has {task.ways} classes; this checkpoint is {checkpoint.ways}-way")
+    model = model or checkpoint.build_model()
+    adapt_names = adapted_names(checkpoint.parameters, adapt_layers)
+    history = inner_loop(model, checkpoint.parameters, checkpoint.buffers, task.support_x, task.support_y,
+                         steps=steps, lr=lr, adapt=adapt_names, first_order=True)
+    history = [{name: value.detach() for name, value in params.items()} for params in history]
+    with torch.no_grad():
+        support_out = [functional_call(model, (p, checkpoint.buffers), (task.support_x,)) for p in history]
+        query_out = [functional_call(model, (p, checkpoint.buffers), (task.query_x,)) for p in history]
+    losses = lambda outs, y: np.array([task_loss(o, y).item() for o in outs])  # noqa: E731
+    accuracy = lambda outs, y: np.array([(o.argmax(-1) == y).float().mean().item() for o in outs])  # noqa: E731
+    classification = not task.is_regression
+    return AdaptationTrace(
+        params=tuple(history), buffers=checkpoint.buffers,
+        support_loss=losses(support_out, task.support_y), query_loss=losses(query_out, task.query_y),
+        support_accuracy=accuracy(support_out, task.support_y) if classification else None,
+        query_accuracy=accuracy(query_out, task.query_y) if classification else None,
+        query_probabilities=np.stack([o.softmax(-1).numpy() for o in query_out]) if classification else None,
+        query_outputs=np.stack([o.numpy() for o in query_out]), lr=lr,
+        adapt_layers=tuple(dict.fromkeys(layer_of(n) for n in adapt_names)),
+    )

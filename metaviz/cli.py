@@ -1,0 +1,118 @@
+"""`python -m metaviz train|evaluate ...`"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from metaviz.training import ALGORITHMS, TrainConfig
+
+# Per-dataset defaults where the MAML paper's differ from its Omniglot 5-way settings.
+DATASET_DEFAULTS = {
+    "omniglot": {},
+    "digits": {"iterations": 5_000},
+    # Sinusoid (sec. 5.1): K = 10, one step of 0.01, meta-batch 25, 70k iterations, MLP 40-40.
+    "sinusoid": {"shots": 10, "queries": 10, "inner_lr": 0.01, "test_steps": 10, "meta_batch": 25,
+                 "iterations": 70_000, "hidden": 40, "val_every": 1000},
+}
+
+
+def _train_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="meta-train a model (resumable)",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    defaults = TrainConfig()
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default=defaults.algorithm)
+    parser.add_argument("--dataset", choices=("omniglot", "digits", "sinusoid"), default=defaults.dataset)
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in ("algorithm", "dataset"):
+            continue
+        parser.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=None,
+                            help=f"default {field.default} (omniglot); see DATASET_DEFAULTS for others")
+    parser.add_argument("--run-dir", type=Path, required=True, help="folder for the resumable state")
+    parser.add_argument("--out", type=Path, required=True, help="final checkpoint (.safetensors)")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--resume", action="store_true", help="continue the state in --run-dir")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop after this many iterations")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _evaluate_parser(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="meta-test accuracy / MSE with 95%% CI")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--tasks", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="inner steps (default: the checkpoint's)")
+    parser.add_argument("--split", default=None, help="default: the checkpoint's meta-test split")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--record", action="store_true", help="store the result in the checkpoint's metrics")
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {"algorithm": args.algorithm, "dataset": args.dataset, **DATASET_DEFAULTS[args.dataset]}
+    for field in dataclasses.fields(TrainConfig):
+        given = getattr(args, field.name, None)
+        if given is not None and field.name not in ("algorithm", "dataset"):
+            values[field.name] = given
+    return TrainConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m metaviz", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _train_parser(subparsers)
+    _evaluate_parser(subparsers)
+    args = parser.parse_args(argv)
+    import torch
+
+    from metaviz.checkpoints import CheckpointError
+    from metaviz.data import DataError, DataNotFoundError
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    try:
+        if args.command == "train":
+            return _train(args)
+        return _evaluate(args)
+    except (CheckpointError, DataError, DataNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train(args) -> int:
+    from metaviz.training import train
+
+    config = train_config_from_args(args)
+    checkpoint = train(config, args.run_dir, out=args.out, name=args.name, resume=args.resume,
+                       stop_after=args.stop_after)
+    if checkpoint is None:
+        print(f"stopped; continue with --resume (state in {args.run_dir})")
+    else:
+        print(f"saved {checkpoint.path}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from tqdm import tqdm
+
+    from metaviz.checkpoints import load_checkpoint, save_checkpoint
+    from metaviz.training import evaluate
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    with tqdm(total=args.tasks, disable=args.json, desc="tasks") as bar:
+        result = evaluate(checkpoint, tasks=args.tasks, seed=args.seed, steps=args.steps, split=args.split,
+                          device=args.device, progress=lambda done, total: bar.update(1))
+    if args.record:
+        metrics = {**checkpoint.metrics, "meta_test": result}
+        save_checkpoint(dataclasses.replace(checkpoint, metrics=metrics), args.checkpoint)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    scale = 100 if result["metric"] == "accuracy" else 1
+    unit = "%" if scale == 100 else ""
+    print(f"{checkpoint.name}: {result['metric']} over {result['tasks']} tasks from the {result['split']} split")
+    for step, row in enumerate(result["per_step"]):
+        print(f"  step {step:2d}: {scale * row['mean']:.2f}{unit} ± {scale * row['ci95']:.2f}{unit}")
+    return 0

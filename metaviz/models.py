@@ -1,0 +1,151 @@
+"""The networks metaviz adapts: the MAML paper's 4-block conv net and a ReLU MLP.
+
+A model is rebuilt from a plain dict (its config), so a checkpoint carries the arguments
+that rebuild it. Every normalisation here keeps a query image's prediction a function of
+that image alone (see DESIGN.md): per-image layer normalisation for the models metaviz
+trains, and running statistics (never batch statistics) for imported BatchNorm models.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+NORMS = ("layer", "batch_running", "none")
+
+
+@dataclass(frozen=True)
+class ConvNetConfig:
+    """4 x [conv 3x3 (stride 2) -> norm -> ReLU], spatial mean, linear head (Finn et al. 2017)."""
+
+    out_features: int = 5  # ways
+    in_channels: int = 1
+    hidden: int = 64  # filters per conv block
+    blocks: int = 4  # 28 -> 14 -> 7 -> 4 -> 2 with stride 2
+    norm: str = "layer"  # per-image; "batch_running" only for imported BatchNorm weights
+    kind: str = field(default="conv", init=False)
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Fully connected ReLU net; (40, 40) with 1 input is the MAML paper's sinusoid model."""
+
+    out_features: int = 1
+    in_features: int = 1
+    hidden_sizes: tuple[int, ...] = (40, 40)
+    kind: str = field(default="mlp", init=False)
+
+
+class LayerNorm2d(nn.Module):
+    """Normalises each image over (channels, height, width); per-channel scale and shift."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, 1, self.weight, self.bias, eps=1e-5)
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, norm: str):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
+        if norm == "layer":
+            self.norm = LayerNorm2d(out_channels)
+        elif norm == "batch_running":
+            self.norm = nn.BatchNorm2d(out_channels)
+        else:
+            self.norm = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x)))
+
+
+class ConvNet(nn.Module):
+    def __init__(self, config: ConvNetConfig):
+        super().__init__()
+        if config.norm not in NORMS:
+            raise ValueError(f"unknown norm {config.norm!r}; choose one of {NORMS}")
+        channels = [config.in_channels] + [config.hidden] * config.blocks
+        self.blocks = nn.Sequential(
+            *(ConvBlock(c_in, c_out, config.norm) for c_in, c_out in zip(channels, channels[1:]))
+        )
+        self.head = nn.Linear(config.hidden, config.out_features)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: MLPConfig):
+        super().__init__()
+        sizes = [config.in_features, *config.hidden_sizes]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.head = nn.Linear(sizes[-1], config.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for layer in self.layers:
+            x = F.relu(layer(x))
+        return self.head(x)
+
+
+def model_config_from_dict(config: dict) -> ConvNetConfig | MLPConfig:
+    values = {key: value for key, value in config.items() if key != "kind"}
+    kind = config.get("kind", "conv")
+    if kind == "conv":
+        return ConvNetConfig(**values)
+    if kind == "mlp":
+        values["hidden_sizes"] = tuple(values.get("hidden_sizes", MLPConfig.hidden_sizes))
+        return MLPConfig(**values)
+    raise ValueError(f"unknown model kind {kind!r}; expected 'conv' or 'mlp'")
+
+
+def model_config_to_dict(config: ConvNetConfig | MLPConfig) -> dict:
+    values = asdict(config)
+    if "hidden_sizes" in values:
+        values["hidden_sizes"] = list(values["hidden_sizes"])
+    return values
+
+
+def build_model(config: dict | ConvNetConfig | MLPConfig) -> nn.Module:
+    """The model in eval mode: imported BatchNorm layers then use running statistics."""
+    if isinstance(config, dict):
+        config = model_config_from_dict(config)
+    model = ConvNet(config) if isinstance(config, ConvNetConfig) else MLP(config)
+    return model.eval()
+
+
+_LAYER_PATTERNS = (
+    (re.compile(r"^blocks\.(\d+)\."), "conv{}"),
+    (re.compile(r"^layers\.(\d+)\."), "fc{}"),
+)
+
+
+def layer_of(parameter_name: str) -> str:
+    """The user-facing layer a parameter belongs to: conv1..conv4 / fc1.. / head."""
+    if parameter_name.startswith("head."):
+        return "head"
+    for pattern, template in _LAYER_PATTERNS:
+        match = pattern.match(parameter_name)
+        if match:
+            return template.format(int(match.group(1)) + 1)
+    raise ValueError(f"parameter {parameter_name!r} belongs to no known layer")
+
+
+def layer_names(model: nn.Module) -> tuple[str, ...]:
+    """Layers in forward order, e.g. ('conv1', 'conv2', 'conv3', 'conv4', 'head')."""
+    names: list[str] = []
+    for name, _ in model.named_parameters():
+        layer = layer_of(name)
+        if layer not in names:
+            names.append(layer)
+    return tuple(names)

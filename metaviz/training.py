@@ -1,0 +1,272 @@
+"""Meta-training (MAML, first-order MAML, ANIL) and meta-test evaluation.
+
+Resumable: every `save_every` iterations the full state (meta-parameters, Adam state,
+torch RNG state, iteration, history) is written atomically to `<run_dir>/state.safetensors`.
+Tasks for iteration i come from a generator seeded with (seed, i), so a resumed run draws
+exactly the tasks an uninterrupted one would and ends with the same parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+
+from metaviz.adaptation import adapted_names, inner_loop, task_loss
+from metaviz.checkpoints import Checkpoint, atomic_write_bytes, save_checkpoint
+from metaviz.data import load_classes
+from metaviz.models import ConvNetConfig, MLPConfig, build_model, model_config_to_dict
+from metaviz.tasks import Task, TaskSampler, sample_sinusoid_task
+
+ALGORITHMS = ("maml", "fomaml", "anil")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Defaults: the MAML paper's Omniglot 5-way 1-shot settings (Finn et al. 2017, sec. 5.2)."""
+
+    algorithm: str = "maml"  # maml (second order) | fomaml (first order) | anil (head adapts only)
+    dataset: str = "omniglot"  # omniglot | digits | sinusoid
+    ways: int = 5
+    shots: int = 1
+    queries: int = 1  # query examples per class during meta-training (paper: = shots)
+    inner_lr: float = 0.4
+    train_steps: int = 1  # inner steps while meta-training
+    test_steps: int = 3  # inner steps at meta-test time (stored in the checkpoint)
+    meta_batch: int = 32
+    meta_lr: float = 1e-3  # Adam
+    iterations: int = 60_000
+    seed: int = 0
+    hidden: int = 64  # conv filters, or MLP width for sinusoid (40 in the paper)
+    val_every: int = 500
+    val_tasks: int = 100
+    save_every: int = 100
+    device: str = "cpu"
+
+    @property
+    def adapt_layers(self) -> tuple[str, ...] | None:
+        return ("head",) if self.algorithm == "anil" else None
+
+
+def model_config_for(config: TrainConfig) -> dict:
+    if config.dataset == "sinusoid":
+        return model_config_to_dict(MLPConfig(out_features=1, in_features=1, hidden_sizes=(config.hidden,) * 2))
+    return model_config_to_dict(ConvNetConfig(out_features=config.ways, hidden=config.hidden))
+
+
+class TaskSource:
+    """Tasks of one split for iteration-seeded generators; sinusoid needs no split."""
+
+    def __init__(self, config: TrainConfig, split: str, queries: int, progress=None):
+        self.config, self.queries = config, queries
+        self.sampler = None
+        if config.dataset != "sinusoid":
+            classes = load_classes(config.dataset, split, progress=progress)
+            self.sampler = TaskSampler(classes, config.ways, config.shots, queries)
+
+    def sample(self, rng: np.random.Generator) -> Task:
+        if self.sampler is None:
+            return sample_sinusoid_task(shots=self.config.shots, queries=self.queries,
+                                        seed=int(rng.integers(2**63)))
+        return self.sampler.sample(rng)
+
+
+def _to(task: Task, device: torch.device) -> Task:
+    return dataclasses.replace(task, support_x=task.support_x.to(device), support_y=task.support_y.to(device),
+                               query_x=task.query_x.to(device), query_y=task.query_y.to(device))
+
+
+def per_step_query_metrics(model, params, buffers, task: Task, steps: int, lr: float, adapt) -> np.ndarray:
+    """Query accuracy (classification) or MSE (regression) after each of steps 0..K."""
+    history = inner_loop(model, params, buffers, task.support_x, task.support_y, steps=steps, lr=lr,
+                         adapt=adapt, first_order=True)
+    with torch.no_grad():
+        outputs = [torch.func.functional_call(model, (p, buffers), (task.query_x,)) for p in history]
+    if task.is_regression:
+        return np.array([task_loss(o, task.query_y).item() for o in outputs])
+    return np.array([(o.argmax(-1) == task.query_y).float().mean().item() for o in outputs])
+
+
+def mean_ci95(values: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its normal-approximation 95% confidence interval."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float(values.mean()), float("nan")
+    return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def evaluate(checkpoint: Checkpoint, tasks: int = 600, seed: int = 0, steps: int | None = None,
+             queries: int | None = None, split: str | None = None, device: str = "cpu",
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    """Meta-test accuracy (or MSE for sinusoid) with 95% CI over `tasks` tasks, per step."""
+    steps = checkpoint.inner_steps if steps is None else steps
+    queries = queries or (10 if checkpoint.is_regression else 15)
+    config = TrainConfig(dataset=checkpoint.dataset, ways=checkpoint.ways, shots=checkpoint.shots)
+    source = TaskSource(config, split or checkpoint.test_split, queries)
+    torch_device = torch.device(device)
+    model = checkpoint.build_model().to(torch_device)
+    params = {k: v.to(torch_device) for k, v in checkpoint.parameters.items()}
+    buffers = {k: v.to(torch_device) for k, v in checkpoint.buffers.items()}
+    adapt = adapted_names(params, checkpoint.adapt_layers)
+    results = []
+    for index in range(tasks):
+        task = _to(source.sample(np.random.default_rng([seed, index])), torch_device)
+        results.append(per_step_query_metrics(model, params, buffers, task, steps, checkpoint.inner_lr, adapt))
+        if progress:
+            progress(index + 1, tasks)
+    results = np.stack(results)
+    per_step = [dict(zip(("mean", "ci95"), mean_ci95(results[:, k]))) for k in range(steps + 1)]
+    return {
+        "metric": "mse" if checkpoint.is_regression else "accuracy",
+        "mean": per_step[-1]["mean"], "ci95": per_step[-1]["ci95"], "tasks": tasks, "steps": steps,
+        "seed": seed, "queries": queries, "split": split or checkpoint.test_split, "per_step": per_step,
+    }
+
+
+# --- resumable training state ---------------------------------------------------------------
+
+def _save_state(path: Path, iteration: int, params: dict, optimizer: torch.optim.Adam, history: dict,
+                config: TrainConfig) -> None:
+    tensors = {f"param::{k}": v.detach().cpu().contiguous() for k, v in params.items()}
+    names = list(params)
+    for index, name in enumerate(names):
+        state = optimizer.state.get(optimizer.param_groups[0]["params"][index], {})
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            if key in state:
+                tensors[f"adam::{key}::{name}"] = state[key].detach().cpu().reshape(state[key].shape).contiguous()
+    tensors["rng::torch"] = torch.get_rng_state()
+    metadata = {"iteration": str(iteration), "history": json.dumps(history),
+                "config": json.dumps(dataclasses.asdict(config))}
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+
+
+def _load_state(path: Path, params: dict, optimizer: torch.optim.Adam) -> tuple[int, dict, dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata()
+    tensors = load_file(str(path))
+    with torch.no_grad():
+        for name, value in params.items():
+            value.copy_(tensors[f"param::{name}"])
+    for index, name in enumerate(params):
+        if f"adam::step::{name}" in tensors:
+            parameter = optimizer.param_groups[0]["params"][index]
+            optimizer.state[parameter] = {key: tensors[f"adam::{key}::{name}"].to(parameter.device)
+                                          for key in ("step", "exp_avg", "exp_avg_sq")}
+    torch.set_rng_state(tensors["rng::torch"])
+    return int(metadata["iteration"]), json.loads(metadata["history"]), json.loads(metadata["config"])
+
+
+@dataclass
+class History:
+    iteration: list = field(default_factory=list)
+    meta_loss: list = field(default_factory=list)
+    meta_accuracy: list = field(default_factory=list)
+    val_iteration: list = field(default_factory=list)
+    val_metric: list = field(default_factory=list)
+    seconds: float = 0.0  # wall-clock training time, summed over resumed sessions
+
+
+def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = None, name: str | None = None,
+          resume: bool = False, stop_after: int | None = None, show_progress: bool = True,
+          log_every: int = 50) -> Checkpoint | None:
+    """Meta-trains; returns the final Checkpoint (saved to `out`), or None when stopped early.
+
+    `stop_after` ends this process after that many iterations (a state file stays for --resume).
+    """
+    if config.algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {config.algorithm!r}; choose one of {ALGORITHMS}")
+    run_dir = Path(run_dir)
+    state_path = run_dir / "state.safetensors"
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    model_config = model_config_for(config)
+    model = build_model(model_config).to(device)
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
+    optimizer = torch.optim.Adam(params.values(), lr=config.meta_lr)
+    history = History()
+    start = 0
+    if resume and state_path.exists():
+        start, saved_history, saved_config = _load_state(state_path, params, optimizer)
+        if saved_config != dataclasses.asdict(config):
+            raise ValueError(f"{state_path} was written with other settings: {saved_config}")
+        history = History(**saved_history)
+    elif state_path.exists() and not resume:
+        raise FileExistsError(f"{state_path} exists: pass --resume to continue it, or choose another run folder")
+
+    train_source = TaskSource(config, "train", config.queries)
+    val_source = TaskSource(config, "val", 10 if config.dataset == "sinusoid" else 15)
+    adapt = adapted_names(params, config.adapt_layers)
+    classification = config.dataset != "sinusoid"
+
+    def validate() -> float:
+        detached = {k: v.detach() for k, v in params.items()}
+        scores = [per_step_query_metrics(model, detached, {}, _to(val_source.sample(np.random.default_rng([10**6, i])), device),
+                                         config.test_steps, config.inner_lr, adapt)[-1]
+                  for i in range(config.val_tasks)]
+        return float(np.mean(scores))
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=config.iterations, initial=start, disable=not show_progress, dynamic_ncols=True)
+    window_loss, window_accuracy = [], []
+    end = config.iterations if stop_after is None else min(config.iterations, start + stop_after)
+    started = time.monotonic()
+    for iteration in range(start, end):
+        rng = np.random.default_rng([config.seed, iteration])
+        optimizer.zero_grad(set_to_none=True)
+        total_loss, total_correct = 0.0, 0.0
+        for _ in range(config.meta_batch):
+            task = _to(train_source.sample(rng), device)
+            adapted = inner_loop(model, params, {}, task.support_x, task.support_y, steps=config.train_steps,
+                                 lr=config.inner_lr, adapt=adapt, first_order=config.algorithm == "fomaml")[-1]
+            outputs = torch.func.functional_call(model, adapted, (task.query_x,))
+            loss = task_loss(outputs, task.query_y) / config.meta_batch
+            loss.backward()
+            total_loss += loss.item()
+            if classification:
+                total_correct += (outputs.argmax(-1) == task.query_y).float().mean().item() / config.meta_batch
+        optimizer.step()
+        window_loss.append(total_loss)
+        window_accuracy.append(total_correct)
+        done = iteration + 1
+        if done % log_every == 0 or done == end:
+            history.iteration.append(done)
+            history.meta_loss.append(float(np.mean(window_loss)))
+            history.meta_accuracy.append(float(np.mean(window_accuracy)) if classification else None)
+            window_loss, window_accuracy = [], []
+            bar.set_postfix(loss=f"{history.meta_loss[-1]:.3f}",
+                            **({"acc": f"{history.meta_accuracy[-1]:.3f}"} if classification else {}))
+        if done % config.val_every == 0 or done == config.iterations:
+            history.val_iteration.append(done)
+            history.val_metric.append(validate())
+            bar.write(f"iteration {done}: validation {'accuracy' if classification else 'MSE'} "
+                      f"{history.val_metric[-1]:.4f}")
+        if done % config.save_every == 0 or done == end:
+            history.seconds += time.monotonic() - started
+            started = time.monotonic()
+            _save_state(state_path, done, params, optimizer, dataclasses.asdict(history), config)
+        bar.update(1)
+    bar.close()
+    if end < config.iterations:
+        return None
+    history_dict = dataclasses.asdict(history)
+    checkpoint = Checkpoint(
+        name=name or Path(out).stem if out else (name or "checkpoint"), model_config=model_config,
+        parameters={k: v.detach().cpu() for k, v in params.items()}, algorithm=config.algorithm,
+        dataset=config.dataset, ways=config.ways if classification else 0, shots=config.shots,
+        queries=config.queries, inner_lr=config.inner_lr, inner_steps=config.test_steps,
+        adapt_layers=config.adapt_layers, train_split="train", test_split="test",
+        history=history_dict, extra={"train_config": dataclasses.asdict(config)},
+    )
+    if out:
+        checkpoint = save_checkpoint(checkpoint, out)
+    return checkpoint

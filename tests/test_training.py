@@ -1,0 +1,103 @@
+"""Meta-training: resumable after SIGKILL with identical results; evaluation CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from metaviz.checkpoints import load_checkpoint
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from metaviz.training import TrainConfig, train
+
+TINY = ["--dataset", "digits", "--meta-batch", "2", "--queries", "2", "--iterations", "40",
+        "--val-every", "20", "--val-tasks", "3", "--save-every", "1", "--threads", "1"]
+
+
+def saved_iteration(state) -> int:
+    if not state.exists():
+        return 0
+    with safe_open(str(state), framework="pt") as file:
+        return int(file.metadata()["iteration"])
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "metaviz", *args], capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_then_resume_matches_an_uninterrupted_run(tmp_path):
+    reference = run_cli("train", *TINY, "--run-dir", tmp_path / "a", "--out", tmp_path / "a.safetensors")
+    assert reference.returncode == 0, reference.stderr
+
+    run_dir, out = tmp_path / "b", tmp_path / "b.safetensors"
+    state = run_dir / "state.safetensors"
+    for kill_at in (5, 17, 31):  # kill the process at different moments, more than once
+        process = subprocess.Popen([sys.executable, "-m", "metaviz", "train", *TINY, "--run-dir", run_dir,
+                                    "--out", out, *(["--resume"] if state.exists() else [])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while saved_iteration(state) < kill_at and process.poll() is None:
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        # Never corrupt: whatever the moment of the kill, the state loads whole.
+        assert kill_at <= saved_iteration(state) < 40
+        assert "rng::torch" in load_file(state)
+    finished = run_cli("train", *TINY, "--run-dir", run_dir, "--out", out, "--resume")
+    assert finished.returncode == 0, finished.stderr
+
+    a, b = load_checkpoint(tmp_path / "a.safetensors"), load_checkpoint(out)
+    for name in a.parameters:
+        assert torch.equal(a.parameters[name], b.parameters[name]), name
+    assert a.history["val_metric"] == b.history["val_metric"]
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    config = TrainConfig(dataset="digits", meta_batch=2, queries=2, iterations=4, val_every=2, val_tasks=2,
+                         save_every=1)
+    assert train(config, tmp_path, stop_after=2, show_progress=False) is None
+    other = TrainConfig(**{**config.__dict__, "meta_lr": 0.5})
+    with pytest.raises(ValueError, match="other settings"):
+        train(other, tmp_path, resume=True, show_progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config, tmp_path, show_progress=False)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "anil"])
+def test_each_algorithm_trains_and_records_its_settings(tmp_path, algorithm):
+    config = TrainConfig(algorithm=algorithm, dataset="digits", meta_batch=2, queries=2, iterations=3,
+                         val_every=3, val_tasks=2, save_every=3)
+    checkpoint = train(config, tmp_path, out=tmp_path / "c.safetensors", show_progress=False)
+    loaded = load_checkpoint(tmp_path / "c.safetensors")
+    assert loaded.algorithm == algorithm
+    assert loaded.adapt_layers == (("head",) if algorithm == "anil" else None)
+    assert len(loaded.history["val_metric"]) == 1 and loaded.history["seconds"] > 0
+    assert loaded.content_hash == checkpoint.content_hash
+
+
+def test_sinusoid_trains(tmp_path):
+    config = TrainConfig(dataset="sinusoid", shots=10, queries=10, inner_lr=0.01, meta_batch=4, iterations=5,
+                         hidden=40, val_every=5, val_tasks=5, save_every=5)
+    checkpoint = train(config, tmp_path, out=tmp_path / "s.safetensors", show_progress=False)
+    assert checkpoint.is_regression and checkpoint.model_config["kind"] == "mlp"
+
+
+def test_evaluate_json(tmp_path):
+    config = TrainConfig(dataset="digits", meta_batch=2, queries=2, iterations=2, val_every=2, val_tasks=2,
+                         save_every=2)
+    train(config, tmp_path, out=tmp_path / "c.safetensors", show_progress=False)
+    result = run_cli("evaluate", tmp_path / "c.safetensors", "--tasks", "12", "--steps", "2", "--json", check=True)
+    report = json.loads(result.stdout)
+    assert {"mean", "ci95", "tasks", "per_step"} <= report.keys()
+    assert report["tasks"] == 12 and len(report["per_step"]) == 3
+    assert 0.0 <= report["mean"] <= 1.0 and report["ci95"] > 0
+
+
+def test_evaluate_missing_checkpoint_is_a_clear_error(tmp_path):
+    result = run_cli("evaluate", tmp_path / "nope.safetensors")
+    assert result.returncode == 2 and "cannot read checkpoint" in result.stderr and "Traceback" not in result.stderr
