@@ -140,6 +140,11 @@ def checkpoint_from_bytes(data: bytes, name: str, path: str | None = None) -> Ch
         raise CheckpointError(f"{name}: unknown metadata fields {sorted(extra_keys)}")
     parameters = {k: v for k, v in tensors.items() if not k.startswith(BUFFER_PREFIX)}
     buffers = {k[len(BUFFER_PREFIX):]: v for k, v in tensors.items() if k.startswith(BUFFER_PREFIX)}
+    try:  # safetensors stores tensors in its own order; restore the model's (forward) order
+        order = [name for name, _ in build_model(metadata["model_config"]).named_parameters()]
+        parameters = {name: parameters[name] for name in order} if set(order) == set(parameters) else parameters
+    except (KeyError, TypeError, ValueError):
+        pass  # reported below, where the weights are fitted to the model
     adapt_layers = metadata.get("adapt_layers")
     try:
         checkpoint = Checkpoint(

@@ -35,6 +35,8 @@ def _train_parser(subparsers) -> None:
     parser.add_argument("--name", default=None)
     parser.add_argument("--resume", action="store_true", help="continue the state in --run-dir")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this many iterations")
+    parser.add_argument("--save-partial", action="store_true",
+                        help="write --out even when --stop-after ends the run early (marked as partial)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -86,7 +88,7 @@ def _train(args) -> int:
 
     config = train_config_from_args(args)
     checkpoint = train(config, args.run_dir, out=args.out, name=args.name, resume=args.resume,
-                       stop_after=args.stop_after)
+                       stop_after=args.stop_after, save_partial=args.save_partial)
     if checkpoint is None:
         print(f"stopped; continue with --resume (state in {args.run_dir})")
     else:

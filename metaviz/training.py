@@ -177,10 +177,11 @@ class History:
 
 def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = None, name: str | None = None,
           resume: bool = False, stop_after: int | None = None, show_progress: bool = True,
-          log_every: int = 50) -> Checkpoint | None:
+          log_every: int = 50, save_partial: bool = False) -> Checkpoint | None:
     """Meta-trains; returns the final Checkpoint (saved to `out`), or None when stopped early.
 
-    `stop_after` ends this process after that many iterations (a state file stays for --resume).
+    `stop_after` ends this process after that many iterations (a state file stays for --resume);
+    with `save_partial` the checkpoint is written anyway, marked with the iterations done.
     """
     if config.algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {config.algorithm!r}; choose one of {ALGORITHMS}")
@@ -256,7 +257,7 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
             _save_state(state_path, done, params, optimizer, dataclasses.asdict(history), config)
         bar.update(1)
     bar.close()
-    if end < config.iterations:
+    if end < config.iterations and not save_partial:
         return None
     history_dict = dataclasses.asdict(history)
     checkpoint = Checkpoint(
@@ -265,7 +266,7 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
         dataset=config.dataset, ways=config.ways if classification else 0, shots=config.shots,
         queries=config.queries, inner_lr=config.inner_lr, inner_steps=config.test_steps,
         adapt_layers=config.adapt_layers, train_split="train", test_split="test",
-        history=history_dict, extra={"train_config": dataclasses.asdict(config)},
+        history=history_dict, extra={"train_config": dataclasses.asdict(config), "iterations_done": end},
     )
     if out:
         checkpoint = save_checkpoint(checkpoint, out)

@@ -146,3 +146,10 @@ def test_state_dict_of_another_architecture_is_a_clear_error(tmp_path):
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a 4-block conv net"):
         import_state_dict(tmp_path / "other.pt")
+
+
+def test_loaded_parameters_keep_the_forward_order(tmp_path):
+    save_checkpoint(make_checkpoint(), tmp_path / "a.safetensors")
+    loaded = load_checkpoint(tmp_path / "a.safetensors")
+    assert list(loaded.parameters) == [name for name, _ in build_model(ConvNetConfig()).named_parameters()]
+    assert loaded.layers == ("conv1", "conv2", "conv3", "conv4", "head")

@@ -101,3 +101,14 @@ def test_evaluate_json(tmp_path):
 def test_evaluate_missing_checkpoint_is_a_clear_error(tmp_path):
     result = run_cli("evaluate", tmp_path / "nope.safetensors")
     assert result.returncode == 2 and "cannot read checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_stopped_run_can_be_exported_as_a_partial_checkpoint(tmp_path):
+    config = TrainConfig(dataset="digits", meta_batch=2, queries=2, iterations=10, val_every=5, val_tasks=2,
+                         save_every=1)
+    partial = train(config, tmp_path / "run", out=tmp_path / "p.safetensors", stop_after=3, save_partial=True,
+                    show_progress=False)
+    assert load_checkpoint(tmp_path / "p.safetensors").extra["iterations_done"] == 3
+    finished = train(config, tmp_path / "run", out=tmp_path / "f.safetensors", resume=True, show_progress=False)
+    assert finished.extra["iterations_done"] == 10
+    assert any(not torch.equal(partial.parameters[k], finished.parameters[k]) for k in partial.parameters)

@@ -1,0 +1,222 @@
+"""What the dashboard's pages ask of the library, in plain Python (no streamlit here).
+
+Finding checkpoints, choosing the default one, and turning a checkpoint's fields into the
+plain words a clinician or a teacher reads on its card. Nothing here imports torch: the
+sidebar lists checkpoints before any model is loaded, so reading a checkpoint's metadata
+goes straight to the JSON header of its safetensors file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from metaviz.checkpoints import Checkpoint
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_DIR_VARIABLE = "METAVIZ_CHECKPOINT_DIR"
+DEFAULT_DATASET = "digits"  # works offline, so it is the checkpoint the dashboard opens first
+DEFAULT_QUERIES = 5  # query images per class on screen: enough to read an accuracy from
+HEADER_LIMIT = 16 * 2**20  # a metaviz header is a few kB; anything far larger is not one
+
+# Short names fit the checkpoint card; the descriptions are its tooltips.
+ALGORITHM_NAMES = {"maml": "MAML", "fomaml": "First-order MAML", "anil": "ANIL", "imported": "Imported"}
+ALGORITHM_DESCRIPTIONS = {
+    "maml": "Model-Agnostic Meta-Learning (Finn et al., 2017), second-order: training looked for a "
+            "starting point from which a few gradient steps on a new task's examples work well.",
+    "fomaml": "First-order MAML: MAML with a cheaper approximation of its training gradient.",
+    "anil": "Almost No Inner Loop: like MAML, but only the last layer adapts to a new task.",
+    "imported": "Weights imported from a PyTorch or learn2learn file; metaviz did not train them.",
+}
+DATASET_NAMES = {"digits": "Digits", "omniglot": "Omniglot", "sinusoid": "Sine waves"}
+DATASET_DESCRIPTIONS = {
+    "digits": "Handwritten digits: scikit-learn's 8×8 digits enlarged to 28×28 (bundled, no download). "
+              "Tasks draw from the digits 5 to 9, upright and turned by 90°.",
+    "omniglot": "Omniglot: 1,623 handwritten characters from 50 alphabets, 20 drawings each.",
+    "sinusoid": "Regression on sine waves of random amplitude and phase (the MAML paper's teaching example).",
+}
+
+
+def checkpoint_dir() -> Path:
+    """$METAVIZ_CHECKPOINT_DIR if set, else the repository's checkpoints/ folder."""
+    configured = os.environ.get(CHECKPOINT_DIR_VARIABLE)
+    return Path(configured).expanduser() if configured else REPOSITORY_ROOT / "checkpoints"
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    path: Path
+    metadata: dict | None  # None: not readable as a metaviz checkpoint (opening it says why)
+
+    @property
+    def name(self) -> str:
+        return (self.metadata or {}).get("name") or self.path.stem
+
+    @property
+    def dataset(self) -> str | None:
+        return (self.metadata or {}).get("dataset")
+
+    @property
+    def label(self) -> str:
+        """What the sidebar lists (it is narrow: the name only)."""
+        return self.name if self.metadata is not None else f"{self.path.name} (unreadable)"
+
+    @property
+    def summary(self) -> str:
+        """What was it trained for, e.g. 'Digits, 5-way 1-shot'."""
+        if self.metadata is None:
+            return "not a metaviz checkpoint"
+        dataset = DATASET_NAMES.get(self.dataset or "", self.dataset or "unknown data")
+        return f"{dataset}, {task_shape(self.metadata.get('ways', 0), self.metadata.get('shots', 0))}"
+
+
+def read_header_metadata(path: Path) -> dict | None:
+    """A checkpoint's metaviz metadata from its safetensors header, without loading tensors.
+
+    The layout (8-byte little-endian header length, then a JSON header whose "__metadata__"
+    holds the metaviz JSON) is safetensors' own; see metaviz.checkpoints for the writer.
+    """
+    try:
+        with open(path, "rb") as file:
+            length = int.from_bytes(file.read(8), "little")
+            if not 0 < length <= HEADER_LIMIT:
+                return None
+            header = json.loads(file.read(length))
+        metadata = json.loads(header.get("__metadata__", {}).get("metaviz", "null"))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return metadata if isinstance(metadata, dict) else None
+
+
+def find_checkpoints(directory: Path | None = None) -> list[CheckpointFile]:
+    """The `.safetensors` files in the checkpoint folder, sorted by file name."""
+    directory = Path(directory) if directory is not None else checkpoint_dir()
+    if not directory.is_dir():
+        return []
+    paths = sorted(path for path in directory.glob("*.safetensors") if path.is_file())
+    return [CheckpointFile(path, read_header_metadata(path)) for path in paths]
+
+
+def default_checkpoint(files: list[CheckpointFile]) -> CheckpointFile | None:
+    """The first digits checkpoint (it needs no download), else the first readable, else the first."""
+    for wanted in (lambda f: f.dataset == DEFAULT_DATASET, lambda f: f.metadata is not None, lambda f: True):
+        for file in files:
+            if wanted(file):
+                return file
+    return None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The same digest as Checkpoint.content_hash: the cache key for everything derived."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- plain words for the checkpoint card ------------------------------------------------------
+
+
+def task_shape(ways: int, shots: int) -> str:
+    if not ways:  # regression checkpoints have no classes
+        return f"{shots}-shot regression"
+    return f"{ways}-way {shots}-shot"
+
+
+def task_shape_explained(ways: int, shots: int) -> str:
+    if not ways:
+        return f"Each task gives the model {plural(shots, 'point')} of a new curve; it must then predict the rest."
+    return (
+        f"Each task shows the model {plural(shots, 'labelled example')} of each of {ways} classes it has never "
+        "seen; it then has to recognise new images of those classes."
+    )
+
+
+def training_tasks_text(ways: int, shots: int, queries: int) -> str:
+    """The full task shape it was meta-trained on, queries included."""
+    if not ways:
+        return f"{plural(shots, 'given point')} and {plural(queries, 'point')} to predict per curve"
+    return f"{ways} classes, each with {plural(shots, 'labelled example')} and {plural(queries, 'query image')}"
+
+
+def _layer_order(layer: str) -> tuple[bool, str, int]:
+    """conv1 < conv2 < ... < conv10 < head: the order data flows through the model."""
+    match = re.fullmatch(r"([a-z]+)(\d*)", layer)
+    prefix, number = (match.group(1), int(match.group(2) or 0)) if match else (layer, 0)
+    return layer == "head", prefix, number
+
+
+def adapted_layers_text(checkpoint: Checkpoint) -> str:
+    layers = sorted(checkpoint.layers, key=_layer_order)
+    if checkpoint.adapt_layers is None or set(checkpoint.adapt_layers) >= set(layers):
+        return f"all layers ({', '.join(layers)})"
+    return ", ".join(sorted(checkpoint.adapt_layers, key=_layer_order)) + " only"
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """plural(1, "step") == "1 step"; plural(3, "step") == "3 steps"."""
+    return f"{count} {noun if count == 1 else plural_noun or noun + 's'}"
+
+
+def inner_loop_text(checkpoint: Checkpoint) -> str:
+    return f"{plural(checkpoint.inner_steps, 'gradient step')}, learning rate {checkpoint.inner_lr:g}"
+
+
+def meta_test_text(metrics: dict) -> tuple[str, str] | None:
+    """("97.1% ± 0.4%", "95% confidence interval over 600 test tasks ...") or None if absent."""
+    result = metrics.get("meta_test") if metrics else None
+    if not isinstance(result, dict) or "mean" not in result:
+        return None
+    mean, ci95 = result.get("mean"), result.get("ci95")
+    if result.get("metric", "accuracy") == "accuracy":
+        value = f"{100 * mean:.1f}%" + (f" ± {100 * ci95:.1f}%" if _is_number(ci95) else "")
+    else:
+        value = f"MSE {mean:.3g}" + (f" ± {ci95:.2g}" if _is_number(ci95) else "")
+    details = []
+    if result.get("tasks"):
+        details.append(f"averaged over {result['tasks']} tasks the model never trained on")
+    if result.get("steps") is not None:
+        details.append(f"after {result['steps']} adaptation steps")
+    if _is_number(ci95):
+        details.append("± is the 95% confidence interval")
+    return value, "; ".join(details).capitalize() + ("." if details else "")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and value == value  # NaN != NaN
+
+
+def created_text(created: str) -> str:
+    """'2026-11-25T14:17:58+00:00' as '25 Nov 2026, 14:17 UTC'; anything else as it is."""
+    try:
+        moment = datetime.fromisoformat(created)
+    except (TypeError, ValueError):
+        return created or "unknown"
+    if moment.tzinfo is None:
+        return moment.strftime("%d %b %Y, %H:%M").lstrip("0")
+    return moment.astimezone(timezone.utc).strftime("%d %b %Y, %H:%M UTC").lstrip("0")
+
+
+def short_hash(content_hash: str) -> str:
+    return content_hash[:12] if content_hash else "unknown"
+
+
+def has_training_history(history: dict) -> bool:
+    return bool(history) and bool(history.get("iteration")) and bool(history.get("meta_loss"))
+
+
+def train_command(directory: Path) -> str:
+    """The command that trains the default checkpoint into `directory`."""
+    out = directory / "digits-5w1s-maml.safetensors"
+    try:
+        out = out.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return f"python -m metaviz train --dataset digits --run-dir runs/digits --out {out}"

@@ -1,0 +1,218 @@
+"""Streamlit glue shared by app.py and the pages (not a page itself: st.navigation lists the pages).
+
+Cached loaders are keyed by plain identifiers (checkpoint path and content hash, dataset,
+split, seed, settings), never by tensors or models. Settings that must outlive a page switch
+live under session-state keys of their own: Streamlit forgets a widget's state when a page
+without that widget runs.
+"""
+from __future__ import annotations
+
+import runpy
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from metaviz import services
+
+if TYPE_CHECKING:
+    from metaviz.adaptation import AdaptationTrace
+    from metaviz.checkpoints import Checkpoint
+    from metaviz.tasks import Task
+
+CHECKPOINT_KEY = "checkpoint_path"  # the sidebar picker's widget key (app.py renders it on every page)
+TASK_SETTINGS_KEY = "task_settings"
+TASK_PAGE = "pages/2_Task.py"
+HOME_PAGE = "pages/1_Checkpoint.py"
+LIMITS = {"shots": (1, 20), "queries": (1, 50), "seed": (0, 2**31 - 1)}
+
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+_this_run = threading.local()  # Streamlit runs each session's script in a thread of its own
+
+
+# --- every page runs inside app.py ------------------------------------------------------------
+
+
+@contextmanager
+def inside_app() -> Iterator[None]:
+    """app.py runs the selected page inside this."""
+    _this_run.inside_app = True
+    try:
+        yield
+    finally:
+        _this_run.inside_app = False
+
+
+def ensure_app() -> None:
+    """Called first by every page: runs the page inside app.py (sidebar, navigation) if it is not.
+
+    Streamlit sends a process's first script run, and every AppTest run, through its legacy
+    pages/-folder navigation, which runs the requested page file on its own. Then app.py runs
+    now (its st.navigation runs this page in turn), and this bare run of the page stops.
+    """
+    if getattr(_this_run, "inside_app", False):
+        return
+    runpy.run_path(str(APP))
+    st.stop()
+
+
+# --- checkpoint -----------------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=8, show_spinner="Opening the checkpoint…")
+def load_checkpoint(path: str, content_hash: str) -> Checkpoint:
+    """One shared, never mutated Checkpoint per file version (content_hash is the cache key)."""
+    from metaviz.checkpoints import load_checkpoint as load
+
+    return load(path)
+
+
+def selected_checkpoint() -> Checkpoint | None:
+    """The checkpoint picked in the sidebar; None when the folder has none. Stops the page
+    with a plain message when the file cannot be read."""
+    path = st.session_state.get(CHECKPOINT_KEY)
+    if not path:
+        return None
+    from metaviz.checkpoints import CheckpointError
+
+    try:
+        return load_checkpoint(path, services.file_sha256(path))
+    except OSError as error:
+        st.error(f"The checkpoint file {path} cannot be read ({error.strerror or error}). "
+                 "It may have been moved or deleted; pick another one in the sidebar.")
+    except CheckpointError as error:
+        st.error(f"This file is not a checkpoint metaviz can open: {error}. Pick another one in the sidebar.")
+    st.stop()
+
+
+def require_checkpoint() -> Checkpoint:
+    """The selected checkpoint, or a pointer to the page that explains how to get one."""
+    checkpoint = selected_checkpoint()
+    if checkpoint is None:
+        st.info("There is no model checkpoint to work with yet.")
+        st.page_link(HOME_PAGE, label="How to add or train one", icon=":material/arrow_forward:")
+        st.stop()
+    return checkpoint
+
+
+# --- task settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    shots: int
+    queries: int
+    seed: int
+
+
+def remembered_number_input(container, label: str, key: str, default: float, **kwargs) -> float:
+    """st.number_input whose value survives a visit to another page (kept under `key`)."""
+    widget_key = f"{key}_input"
+    if widget_key not in st.session_state:
+        st.session_state[widget_key] = st.session_state.get(key, default)
+    value = container.number_input(label, key=widget_key, **kwargs)
+    st.session_state[key] = value
+    return value
+
+
+def _clamp(field: str, value: int) -> int:
+    low, high = LIMITS[field]
+    return min(max(value, low), high)
+
+
+def _from_link(field: str, default: int) -> int:
+    """A setting from the page link (?seed=3&shots=1&queries=5); the default when absent or garbled."""
+    try:
+        return _clamp(field, int(st.query_params[field]))
+    except (KeyError, ValueError):
+        return default
+
+
+def task_settings(checkpoint: Checkpoint) -> TaskSettings:
+    """This session's task settings: set from the page link on the first visit, else the checkpoint's."""
+    stored = st.session_state.get(TASK_SETTINGS_KEY)
+    if stored is None:
+        defaults = {"shots": _clamp("shots", checkpoint.shots),
+                    "queries": _clamp("queries", max(checkpoint.queries, services.DEFAULT_QUERIES)), "seed": 0}
+        stored = {field: _from_link(field, default) for field, default in defaults.items()}
+        st.session_state[TASK_SETTINGS_KEY] = stored
+    return TaskSettings(**stored)
+
+
+def store_task_settings(settings: TaskSettings) -> None:
+    """Keeps the settings for other pages and mirrors them in the page link, so a link re-creates the task."""
+    st.session_state[TASK_SETTINGS_KEY] = asdict(settings)
+    st.query_params.update({field: str(value) for field, value in asdict(settings).items()})
+
+
+# --- task and adaptation ----------------------------------------------------------------------
+
+
+def _load_data_with_progress(dataset: str, split: str) -> None:
+    """Fills metaviz.data's in-memory cache; a progress bar appears only for a real download or decode."""
+    from metaviz.data import load_classes
+
+    bar = None
+
+    def progress(fraction: float, message: str) -> None:
+        nonlocal bar
+        if bar is None and fraction < 1.0:
+            bar = st.progress(0.0, text=message)
+        if bar is not None:
+            bar.progress(fraction, text=message)
+
+    try:
+        load_classes(dataset, split, progress=progress)
+    finally:
+        if bar is not None:
+            bar.empty()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def sampled_task(dataset: str, split: str, ways: int, shots: int, queries: int, seed: int) -> Task:
+    from metaviz.tasks import sample_task
+
+    return sample_task(dataset, split, ways=ways, shots=shots, queries=queries, seed=seed)
+
+
+def load_task(checkpoint: Checkpoint, settings: TaskSettings) -> Task:
+    """The task these settings describe, from the checkpoint's meta-test split; on failure a
+    plain message and the page stops."""
+    from metaviz.data import DataError, DataNotFoundError
+
+    try:
+        if not checkpoint.is_regression:
+            _load_data_with_progress(checkpoint.dataset, checkpoint.test_split)
+        return sampled_task(checkpoint.dataset, checkpoint.test_split, checkpoint.ways,
+                            settings.shots, settings.queries, settings.seed)
+    except DataNotFoundError as error:
+        st.error(f"The {services.DATASET_NAMES.get(checkpoint.dataset, checkpoint.dataset)} images are not "
+                 f"available. {error}")
+    except (DataError, ValueError) as error:
+        st.error(f"This task cannot be built: {error}")
+    st.stop()
+
+
+@st.cache_data(max_entries=32, show_spinner="Adapting the model to the task…")
+def adaptation_trace(path: str, content_hash: str, shots: int, queries: int, seed: int, steps: int,
+                     lr: float) -> AdaptationTrace:
+    from metaviz.adaptation import adapt
+
+    checkpoint = load_checkpoint(path, content_hash)
+    task = sampled_task(checkpoint.dataset, checkpoint.test_split, checkpoint.ways, shots, queries, seed)
+    return adapt(checkpoint, task, steps=steps, lr=lr)
+
+
+def run_adaptation(checkpoint: Checkpoint, settings: TaskSettings, steps: int, lr: float) -> AdaptationTrace:
+    load_task(checkpoint, settings)  # shows data problems the way the Task page does
+    try:
+        return adaptation_trace(checkpoint.path, checkpoint.content_hash, settings.shots, settings.queries,
+                                settings.seed, steps, lr)
+    except (ValueError, RuntimeError) as error:
+        st.error(f"Adaptation failed: {error}")
+    st.stop()

@@ -1,0 +1,243 @@
+"""The dashboard through streamlit.testing's AppTest: every page, with and without checkpoints.
+
+Checkpoints come from a temporary folder (METAVIZ_CHECKPOINT_DIR), written here from an
+untrained model: the pages must work for any checkpoint, trained or not.
+"""
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from metaviz import services
+from metaviz.checkpoints import Checkpoint, save_checkpoint
+from metaviz.models import ConvNetConfig, MLPConfig, build_model, model_config_to_dict
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ("pages/1_Checkpoint.py", "pages/2_Task.py", "pages/3_Adaptation.py")
+HISTORY = {"iteration": [50, 100, 150], "meta_loss": [1.5, 1.1, 0.8], "meta_accuracy": [0.4, 0.6, 0.7],
+           "val_iteration": [100, 150], "val_metric": [0.55, 0.65]}
+META_TEST = {"metric": "accuracy", "mean": 0.712, "ci95": 0.021, "tasks": 600, "steps": 3}
+
+
+def write_checkpoint(directory: Path, name: str = "digits-test", dataset: str = "digits", **overrides) -> Path:
+    """An untrained checkpoint file in `directory`, with training curves and a meta-test score."""
+    torch.manual_seed(0)
+    regression = dataset == "sinusoid"
+    config = MLPConfig() if regression else ConvNetConfig()
+    model = build_model(config)
+    values = dict(
+        name=name, model_config=model_config_to_dict(config),
+        parameters={key: value.detach() for key, value in model.named_parameters()}, algorithm="maml",
+        dataset=dataset, ways=0 if regression else 5, shots=10 if regression else 1, queries=10 if regression else 5,
+        inner_lr=0.01 if regression else 0.4, inner_steps=3, history=HISTORY,
+        metrics={"meta_test": {**META_TEST, "metric": "mse", "mean": 0.3} if regression else META_TEST},
+    )
+    path = Path(directory) / f"{name}.safetensors"
+    save_checkpoint(Checkpoint(**{**values, **overrides}), path)
+    return path
+
+
+@pytest.fixture
+def checkpoint_dir(tmp_path, monkeypatch) -> Path:
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    monkeypatch.setenv(services.CHECKPOINT_DIR_VARIABLE, str(directory))
+    return directory
+
+
+def start(**query_params) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.query_params.update(query_params)
+    return app.run()
+
+
+def visit(app: AppTest, page: str) -> AppTest:
+    app.switch_page(page).run()
+    assert not app.exception, f"{page}: {app.exception}"
+    return app
+
+
+def all_text(app: AppTest) -> str:
+    parts = [element.value for kind in ("title", "markdown", "caption", "info", "error", "code")
+             for element in app.get(kind) if isinstance(getattr(element, "value", None), str)]
+    return "\n".join(parts + [f"{metric.label}: {metric.value}" for metric in app.metric])
+
+
+def task_figure(app: AppTest) -> str:
+    charts = app.get("plotly_chart")
+    assert len(charts) == 1, "the task grid is missing"
+    return charts[0].proto.spec
+
+
+@pytest.mark.parametrize("dataset", ["digits", "sinusoid"])
+def test_every_page_renders(checkpoint_dir, dataset):
+    write_checkpoint(checkpoint_dir, name=f"{dataset}-test", dataset=dataset)
+    app = start()
+    assert not app.exception
+    expected = {
+        "pages/1_Checkpoint.py": [f"{dataset}-test", "Algorithm: MAML", "Content hash"],
+        "pages/2_Task.py": ["Task number (seed)"] if dataset == "sinusoid" else ["Classes in this task", "digit"],
+        "pages/3_Adaptation.py": ["after 3 steps"],
+    }
+    for page in PAGES:
+        visit(app, page)
+        text = all_text(app) + " ".join(widget.label for widget in app.number_input)
+        for snippet in expected[page]:
+            assert snippet in text, f"{page}: {snippet!r} not shown"
+        assert not app.error, f"{page}: {[error.value for error in app.error]}"
+        assert "Traceback" not in text
+        assert len(app.get("plotly_chart")) == 1, f"{page}: its figure is missing"
+        # The sidebar picker proves app.py ran around the page (see the url_path note there).
+        assert app.selectbox(key="checkpoint_path").value == str(checkpoint_dir / f"{dataset}-test.safetensors")
+
+
+def test_home_page_shows_the_checkpoint_card(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = start()
+    assert app.title[0].value == "digits-test"
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics == {"Algorithm": "MAML", "Data": "Digits",
+                       "Task shape": "5-way 1-shot", "Meta-test accuracy": "71.2% ± 2.1%"}
+    text = all_text(app)
+    assert "3 gradient steps, learning rate 0.4" in text
+    assert "5 classes, each with 1 labelled example and 5 query images" in text
+    assert "all layers (conv1, conv2, conv3, conv4, head)" in text
+    checkpoint_hash = services.file_sha256(checkpoint_dir / "digits-test.safetensors")
+    assert checkpoint_hash[:12] in text
+
+
+def test_without_meta_test_score_the_card_says_how_to_measure_it(checkpoint_dir):
+    write_checkpoint(checkpoint_dir, metrics={}, history={})
+    app = start()
+    assert not app.exception
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Meta-test score"] == "not measured yet"
+    assert "carries no training curves" in all_text(app)
+
+
+def test_changing_the_seed_changes_the_task_and_the_link(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(), "pages/2_Task.py")
+    first = task_figure(app)
+    assert app.query_params["seed"] == ["0"] or app.query_params["seed"] == "0"
+    app.number_input(key="task_seed_input").set_value(7).run()
+    assert not app.exception
+    assert task_figure(app) != first
+    assert str(app.query_params["seed"]).strip("[]'") == "7"
+    app.number_input(key="task_seed_input").set_value(0).run()
+    assert task_figure(app) == first  # the same seed gives the same task
+
+
+def test_task_settings_survive_a_page_switch(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(), "pages/2_Task.py")
+    app.number_input(key="task_seed_input").set_value(42).run()
+    app.number_input(key="task_shots_input").set_value(2).run()
+    seeded = task_figure(app)
+    visit(app, "pages/3_Adaptation.py")
+    assert "Task number 42: 2 examples and 5 new images per class." in all_text(app)
+    visit(app, "pages/1_Checkpoint.py")
+    visit(app, "pages/2_Task.py")
+    assert app.number_input(key="task_seed_input").value == 42
+    assert app.number_input(key="task_shots_input").value == 2
+    assert task_figure(app) == seeded
+
+
+def test_a_link_recreates_the_task(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    original = visit(start(), "pages/2_Task.py")
+    original.number_input(key="task_seed_input").set_value(5).run()
+    original.number_input(key="task_queries_input").set_value(3).run()
+    linked = visit(start(seed="5", shots="1", queries="3", checkpoint="digits-test"), "pages/2_Task.py")
+    assert linked.number_input(key="task_seed_input").value == 5
+    assert task_figure(linked) == task_figure(original)
+    garbled = visit(start(seed="not a number", shots="999"), "pages/2_Task.py")
+    assert garbled.number_input(key="task_seed_input").value == 0
+    assert garbled.number_input(key="task_shots_input").value == 20  # clamped to the widget's range
+
+
+def test_adaptation_follows_its_settings(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(), "pages/3_Adaptation.py")
+    key = services.file_sha256(checkpoint_dir / "digits-test.safetensors")[:12]
+    app.number_input(key=f"steps_{key}_input").set_value(5).run()
+    assert not app.exception and not app.error
+    labels = [metric.label for metric in app.metric]
+    assert "Recognised after 5 steps" in labels
+    assert len(app.get("plotly_chart")) == 1
+    visit(app, "pages/2_Task.py")
+    visit(app, "pages/3_Adaptation.py")
+    assert app.number_input(key=f"steps_{key}_input").value == 5  # kept while the user looked elsewhere
+
+
+def test_no_checkpoints_gives_a_friendly_message_on_every_page(checkpoint_dir):
+    app = start()
+    assert not app.exception
+    text = all_text(app)
+    assert "no model checkpoint" in text
+    assert str(checkpoint_dir) in text and "python -m metaviz train --dataset digits" in text
+    for page in PAGES[1:]:
+        visit(app, page)
+        assert "no model checkpoint" in all_text(app)
+        assert not app.error
+
+
+def test_the_default_checkpoint_is_a_digits_one(checkpoint_dir):
+    write_checkpoint(checkpoint_dir, name="a-omniglot", dataset="omniglot")
+    write_checkpoint(checkpoint_dir, name="b-digits")
+    app = start()
+    assert app.title[0].value == "b-digits"
+    assert str(app.query_params["checkpoint"]).strip("[]'") == "b-digits"
+    app.selectbox(key="checkpoint_path").set_value(str(checkpoint_dir / "a-omniglot.safetensors")).run()
+    assert app.title[0].value == "a-omniglot"
+
+
+def test_missing_omniglot_data_is_a_plain_error(checkpoint_dir, tmp_path, monkeypatch):
+    import metaviz.data
+
+    write_checkpoint(checkpoint_dir, name="omniglot-test", dataset="omniglot")
+    monkeypatch.setenv("METAVIZ_DATA_DIR", str(tmp_path / "no-data-here"))
+    # No network in tests: the download fails at once, as it would offline.
+    monkeypatch.setattr(metaviz.data, "OMNIGLOT_URL", (tmp_path / "missing" / "{file}").as_uri())
+    for page in PAGES[1:]:
+        app = visit(start(), page)
+        assert len(app.error) == 1
+        assert "The Omniglot images are not available" in app.error[0].value
+        assert "images_background.zip" in app.error[0].value
+
+
+def test_an_unreadable_checkpoint_is_a_plain_error(checkpoint_dir):
+    (checkpoint_dir / "broken.safetensors").write_bytes(b"not a checkpoint")
+    app = start()
+    assert not app.exception
+    assert "not a checkpoint metaviz can open" in app.error[0].value
+    visit(app, "pages/2_Task.py")
+    assert "not a checkpoint metaviz can open" in app.error[0].value
+
+
+def test_picker_helpers_read_headers_without_loading_weights(checkpoint_dir):
+    write_checkpoint(checkpoint_dir, name="z-sine", dataset="sinusoid")
+    (checkpoint_dir / "broken.safetensors").write_bytes(b"\xff" * 64)
+    files = services.find_checkpoints(checkpoint_dir)
+    assert [file.path.name for file in files] == ["broken.safetensors", "z-sine.safetensors"]
+    assert files[0].metadata is None and files[0].label == "broken.safetensors (unreadable)"
+    assert files[1].label == "z-sine" and files[1].summary == "Sine waves, 10-shot regression"
+    assert services.default_checkpoint(files) == files[1]
+    assert services.default_checkpoint([]) is None
+    assert services.find_checkpoints(checkpoint_dir / "absent") == []
+
+
+def test_created_text():
+    assert services.created_text("2026-11-25T14:07:17+00:00") == "25 Nov 2026, 14:07 UTC"
+    assert services.created_text("") == "unknown"
+    assert services.created_text("last Tuesday") == "last Tuesday"
+
+
+def test_meta_test_text():
+    assert services.meta_test_text({}) is None
+    value, details = services.meta_test_text({"meta_test": META_TEST})
+    assert value == "71.2% ± 2.1%"
+    assert "600 tasks" in details and "95% confidence interval" in details
+    value, _ = services.meta_test_text({"meta_test": {"metric": "mse", "mean": 0.25, "ci95": float("nan")}})
+    assert value == "MSE 0.25"

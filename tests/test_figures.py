@@ -1,0 +1,158 @@
+"""Figures are pure functions: build them from hand-made data and inspect fig.data."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from metaviz.adaptation import AdaptationTrace
+from metaviz.figures import (
+    adaptation_curves, column_labels, image_mosaic, readable_class_name, task_grid, training_curves,
+)
+from metaviz.tasks import Task
+
+SIZE = 28
+STEP = SIZE + 3  # image plus the gap between images
+
+
+def make_task(ways=3, shots=2, queries=4) -> Task:
+    """Every image is filled with one distinct value, so the grid's cells can be told apart."""
+    def images(count, offset):
+        values = (torch.arange(count, dtype=torch.float32) + offset) / 100
+        return values[:, None, None, None].expand(count, 1, SIZE, SIZE).clone()
+
+    return Task(
+        support_x=images(ways * shots, 1), support_y=torch.arange(ways).repeat_interleave(shots),
+        query_x=images(ways * queries, 50), query_y=torch.arange(ways).repeat_interleave(queries),
+        class_names=tuple(f"Alphabet_{i}/character{i:02d}" for i in range(ways)),
+        source={"kind": "sampled", "dataset": "test"},
+    )
+
+
+def test_image_mosaic_places_images_column_by_column_with_nan_gaps():
+    images = np.stack([np.full((2, 2), value, np.float32) for value in (1, 2, 3)])
+    mosaic = image_mosaic(images, rows=2, columns=2, gap=1)
+    assert mosaic.shape == (5, 5)
+    assert mosaic[0, 0] == 1 and mosaic[3, 0] == 2 and mosaic[0, 3] == 3  # down first, then across
+    assert np.isnan(mosaic[2]).all() and np.isnan(mosaic[:, 2]).all()  # the gaps
+    assert np.isnan(mosaic[3:, 3:]).all()  # the empty fourth cell
+    with pytest.raises(ValueError, match="do not fit"):
+        image_mosaic(images, rows=1, columns=2)
+
+
+def test_task_grid_shows_support_above_query_one_column_per_class():
+    task = make_task(ways=3, shots=2, queries=4)
+    fig = task_grid(task)
+    kinds = [trace.type for trace in fig.data]
+    assert kinds == ["heatmap", "scatter", "heatmap", "scatter"]
+    support, support_labels, query, query_labels = fig.data
+    assert np.asarray(support.z).shape == (2 * STEP - 3, 3 * STEP - 3)
+    assert np.asarray(query.z).shape == (4 * STEP - 3, 3 * STEP - 3)
+    support_z, query_z = np.asarray(support.z, dtype=float), np.asarray(query.z, dtype=float)
+    # Class 1's second support image (index 3, value 0.04) sits in column 1, row 1.
+    assert support_z[STEP : STEP + SIZE, STEP : STEP + SIZE] == pytest.approx(0.04)
+    # Class 2's first query image (index 8, value 0.58) heads column 2.
+    assert query_z[:SIZE, 2 * STEP : 2 * STEP + SIZE] == pytest.approx(0.58)
+    assert np.isnan(support_z[SIZE:STEP]).all()  # gap rows between images
+    assert len(support_labels.text) == 6 and len(query_labels.text) == 12
+    assert query_labels.text[0] == "Query image 1 of class Alphabet 0 / character00"
+    ticks = fig.layout.xaxis.ticktext
+    assert ticks == ("Alphabet 0<br>character00", "Alphabet 1<br>character01", "Alphabet 2<br>character02")
+    assert fig.layout.xaxis2.ticktext == ticks
+    assert support.zmin == 0 and support.zmax == 1  # grey levels are not rescaled per task
+
+
+def test_class_names_read_as_plain_words():
+    assert readable_class_name("digit 8 (rot 90)") == "digit 8, turned 90°"
+    assert readable_class_name("Alphabet_of_the_Magi/character01") == "Alphabet of the Magi / character01"
+
+
+def test_column_labels_wrap_long_names_and_number_many_columns():
+    assert column_labels(["digit 7", "digit 8 (rot 90)", "Alphabet_of_the_Magi/character01 (rot 180)"]) == [
+        "digit 7", "digit 8<br>turned 90°", "Alphabet of<br>the Magi<br>character01<br>turned 180°"]
+    many = column_labels([f"Tifinagh/character{i:02d}" for i in range(20)])
+    assert many == [str(i) for i in range(1, 21)]
+    fig = task_grid(make_task(ways=12, shots=1, queries=1))
+    assert fig.layout.xaxis.ticktext == tuple(many[:12])
+    assert fig.data[1].text[11] == "Support image 1 of class Alphabet 11 / character11"  # hover keeps the name
+
+
+def test_task_grid_pads_classes_with_fewer_images():
+    task = make_task(ways=2, shots=1, queries=3)
+    keep = torch.tensor([True, True, True, False, False, True])  # class 1 keeps one query image
+    task = Task(task.support_x, task.support_y, task.query_x[keep], task.query_y[keep], task.class_names)
+    query_z = np.asarray(task_grid(task).data[2].z, dtype=float)
+    assert query_z.shape == (3 * STEP - 3, 2 * STEP - 3)
+    assert np.isnan(query_z[STEP:, STEP:]).all()
+    assert len(task_grid(task).data[3].text) == 4
+
+
+def test_task_grid_of_a_regression_task_plots_points_and_the_true_curve():
+    x = torch.linspace(-5, 5, 15)[:, None]
+    task = Task(support_x=x[:5], support_y=torch.sin(x[:5]), query_x=x[5:], query_y=torch.sin(x[5:]))
+    fig = task_grid(task)
+    assert [trace.type for trace in fig.data] == ["scatter", "scatter"]
+    assert len(fig.data[0].x) == 5 and len(fig.data[1].x) == 10
+    sampled = Task(task.support_x, task.support_y, task.query_x, task.query_y,
+                   source={"amplitude": 2.0, "phase": 0.5})
+    curve = task_grid(sampled).data[0]
+    assert curve.mode == "lines" and len(task_grid(sampled).data) == 3
+    assert curve.y == pytest.approx(2.0 * np.sin(np.asarray(curve.x) - 0.5))
+
+
+def make_trace(steps=3, classification=True) -> AdaptationTrace:
+    support_loss = np.linspace(1.6, 0.2, steps + 1)
+    query_loss = np.linspace(1.6, 0.9, steps + 1)
+    accuracy = np.linspace(0.2, 1.0, steps + 1)
+    return AdaptationTrace(
+        params=tuple({} for _ in range(steps + 1)), buffers={}, support_loss=support_loss, query_loss=query_loss,
+        support_accuracy=accuracy if classification else None,
+        query_accuracy=accuracy * 0.8 if classification else None, query_probabilities=None,
+        query_outputs=np.zeros((steps + 1, 5, 5)), lr=0.4, adapt_layers=("head",),
+    )
+
+
+def test_adaptation_curves_show_loss_and_accuracy_per_step():
+    fig = adaptation_curves(make_trace(steps=3))
+    assert len(fig.data) == 4
+    support_loss, support_accuracy, query_loss, query_accuracy = fig.data
+    assert list(support_loss.x) == [0, 1, 2, 3]
+    assert list(query_loss.y) == pytest.approx([1.6, 1.6 - 0.7 / 3, 1.6 - 1.4 / 3, 0.9])
+    assert list(support_accuracy.y) == pytest.approx([20, 20 + 80 / 3, 20 + 160 / 3, 100])  # percent
+    assert query_accuracy.y[-1] == pytest.approx(80)
+    assert support_loss.xaxis == "x" and support_accuracy.xaxis == "x2"
+    assert [trace.showlegend for trace in fig.data] == [None, False, None, False]  # one legend entry per set
+
+
+def test_adaptation_curves_of_regression_show_the_error_only():
+    fig = adaptation_curves(make_trace(steps=5, classification=False))
+    assert len(fig.data) == 2
+    assert all(trace.xaxis == "x" for trace in fig.data)
+    assert len(fig.data[0].x) == 6
+    assert fig.data[1].name == "Query set (new points)"
+
+
+HISTORY = {"iteration": [50, 100, 150], "meta_loss": [1.5, 1.0, 0.7], "meta_accuracy": [0.4, 0.6, 0.8],
+           "val_iteration": [100, 150], "val_metric": [0.55, 0.7]}
+
+
+def test_training_curves_show_loss_and_training_and_validation_accuracy():
+    fig = training_curves(HISTORY)
+    assert [trace.name for trace in fig.data] == ["Meta-training loss", "Training tasks", "Validation tasks (held out)"]
+    loss, training, validation = fig.data
+    assert list(loss.x) == [50, 100, 150] and list(loss.y) == [1.5, 1.0, 0.7]
+    assert list(training.y) == pytest.approx([40, 60, 80])
+    assert list(validation.x) == [100, 150] and list(validation.y) == pytest.approx([55, 70])
+
+
+def test_training_curves_of_regression_plot_validation_mse_unscaled():
+    history = {**HISTORY, "meta_accuracy": [None, None, None], "val_metric": [0.3, 0.1]}
+    fig = training_curves(history, metric="mse")
+    assert [trace.name for trace in fig.data] == ["Meta-training loss", "Validation tasks (held out)"]
+    assert list(fig.data[1].y) == pytest.approx([0.3, 0.1])
+
+
+@pytest.mark.parametrize("history", [{}, {"meta_loss": [1.0]}, {"iteration": [1], "val_metric": [math.nan]}])
+def test_training_curves_leave_out_what_the_history_lacks(history):
+    fig = training_curves(history)
+    assert len(fig.data) == 0

@@ -1,0 +1,36 @@
+"""Prints the Markdown table of checkpoints/README.md from the checkpoints' own metadata,
+so the figures there are the ones recorded by `python -m metaviz evaluate --record`."""
+import sys
+from pathlib import Path
+
+from metaviz.checkpoints import list_checkpoints, load_checkpoint
+
+PAPER = {  # the published figure each checkpoint is compared with
+    ("omniglot", "maml"): "98.7 ± 0.4% (MAML paper, transductive batch norm)",
+    ("omniglot", "anil"): "about MAML's (ANIL paper)",
+    ("sinusoid", "maml"): "MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps at K = 5 (MAML paper, as quoted in issue 3)",
+}
+
+
+def describe(result: dict) -> str:
+    if result["metric"] == "accuracy":
+        return f"{100 * result['mean']:.2f} ± {100 * result['ci95']:.2f}%"
+    return f"MSE {result['mean']:.3f} ± {result['ci95']:.3f}"
+
+
+def main(directory: str = "checkpoints") -> None:
+    print("| checkpoint | algorithm | task | meta-test (600 tasks, 95% CI) | steps | paper | training time |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for path in list_checkpoints(Path(directory)):
+        checkpoint = load_checkpoint(path)
+        result = checkpoint.metrics.get("meta_test")
+        figure = describe(result) if result else "not evaluated"
+        shape = "regression" if checkpoint.is_regression else f"{checkpoint.ways}-way {checkpoint.shots}-shot"
+        hours = checkpoint.history.get("seconds", 0) / 3600
+        print(f"| `{path.stem}` | {checkpoint.algorithm} | {checkpoint.dataset} {shape} | {figure} | "
+              f"{result['steps'] if result else ''} | {PAPER.get((checkpoint.dataset, checkpoint.algorithm), '—')} "
+              f"| {hours:.1f} h |")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
