@@ -52,13 +52,15 @@ def adapt_learn2learn(model, tasks, steps, lr):
     return results
 
 
-def best_time(function, repeats: int) -> float:
-    times = []
+def best_times(functions: dict, repeats: int) -> dict:
+    """Best of `repeats` for each function, interleaved so drifting load hits all alike."""
+    best = dict.fromkeys(functions, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def main() -> None:
@@ -82,11 +84,11 @@ def main() -> None:
     flops_per_task = counter.get_total_flops()
 
     peak = matmul_gflops()
-    metaviz_seconds = best_time(lambda: adapt_metaviz(model, tasks, args.steps, 0.4), args.repeats)
     l2l_model = copy.deepcopy(model)
-    l2l_seconds = best_time(lambda: adapt_learn2learn(l2l_model, tasks, args.steps, 0.4), args.repeats)
-
-    rows = [("learn2learn clone/adapt", l2l_seconds), ("metaviz inner_loop", metaviz_seconds)]
+    seconds = best_times({"learn2learn clone/adapt": lambda: adapt_learn2learn(l2l_model, tasks, args.steps, 0.4),
+                          "metaviz inner_loop": lambda: adapt_metaviz(model, tasks, args.steps, 0.4)}, args.repeats)
+    l2l_seconds = seconds["learn2learn clone/adapt"]
+    rows = list(seconds.items())
     print(f"{args.tasks} Omniglot 5-way 1-shot tasks x {args.steps} steps, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; float32 matmul peak {peak:.1f} GFLOP/s")
     print(f"{'implementation':<26}{'tasks/s':>10}{'GFLOP/s':>10}{'% of peak':>11}{'vs l2l':>9}")

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import torch
-from torch.func import functional_call
 
 from metaviz.adaptation import inner_loop, task_loss
 from metaviz.data import load_classes
@@ -26,7 +25,7 @@ def metaviz_step(model, params, optimizer, batch, steps, lr):
     names = tuple(params)
     for task in batch:
         adapted = inner_loop(model, params, {}, task.support_x, task.support_y, steps=steps, lr=lr, adapt=names)[-1]
-        (task_loss(functional_call(model, adapted, (task.query_x,)), task.query_y) / len(batch)).backward()
+        (task_loss(model.functional_forward(adapted, {}, task.query_x), task.query_y) / len(batch)).backward()
     optimizer.step()
 
 

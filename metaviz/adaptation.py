@@ -1,7 +1,7 @@
 """The inner loop (clone -> adapt -> evaluate) as pure functions of parameter dicts.
 
-Nothing here mutates a model: parameters live in dicts, the model is only evaluated through
-`torch.func.functional_call`, and gradients come from `torch.func.grad`. With
+Nothing here mutates a model: parameters live in dicts and the model is only evaluated through
+its pure `functional_forward(params, buffers, x)`. With
 `first_order=False` the adapted parameters stay differentiable with respect to the
 meta-parameters (second-order MAML); with `first_order=True` the inner gradients are
 treated as constants (FOMAML), as learn2learn's `adapt(..., first_order=True)` does.
@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad
 from torch.nn import functional as F
 
 from metaviz.checkpoints import Checkpoint
@@ -52,20 +51,25 @@ def inner_loop(
     model: torch.nn.Module, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor, *,
     steps: int, lr: float, adapt: tuple[str, ...], first_order: bool = False,
 ) -> list[Params]:
-    """Parameter dicts after steps 0..`steps` of gradient descent on the loss of (x, y)."""
+    """Parameter dicts after steps 0..`steps` of gradient descent on the loss of (x, y).
+
+    Gradients come from `torch.autograd.grad` over the functional call rather than
+    `torch.func.grad`: the same numbers (tests compare both with learn2learn), but
+    torch.func's per-call wrapping made a 5-step adaptation about 1.6x slower here.
+    """
     frozen = {name: value for name, value in params.items() if name not in adapt}
-
-    def support_loss(adapted: Params) -> torch.Tensor:
-        return task_loss(functional_call(model, ({**frozen, **adapted}, buffers), (x,)), y)
-
-    support_grad = grad(support_loss)
-    adapted = {name: params[name] for name in adapt}
+    # Parameters that do not track gradients yet (display-only adaptation of theta_0) get
+    # their own leaf; otherwise the adapted values stay connected to theta_0 for meta-gradients.
+    display_only = first_order and not any(params[name].requires_grad for name in adapt)
+    adapted = {name: params[name] if params[name].requires_grad else params[name].detach().requires_grad_()
+               for name in adapt}
     history = [dict(params)]
     for _ in range(steps):
-        gradients = support_grad(adapted)
-        if first_order:
-            gradients = {name: g.detach() for name, g in gradients.items()}
-        adapted = {name: adapted[name] - lr * gradients[name] for name in adapt}
+        loss = task_loss(model.functional_forward({**frozen, **adapted}, buffers, x), y)
+        gradients = torch.autograd.grad(loss, list(adapted.values()), create_graph=not first_order)
+        adapted = {name: value - lr * gradient for (name, value), gradient in zip(adapted.items(), gradients)}
+        if display_only:  # nothing will differentiate through the steps: keep no graph
+            adapted = {name: value.detach().requires_grad_() for name, value in adapted.items()}
         history.append({**frozen, **adapted})
     return history
 
@@ -98,7 +102,7 @@ class AdaptationTrace:
 def forward_at(model: torch.nn.Module, trace: AdaptationTrace, step: int):
     """The adapted model at `step` as a plain function x -> outputs (for captum and plots)."""
     params = trace.params[step]
-    return lambda x: functional_call(model, (params, trace.buffers), (x,))
+    return lambda x: model.functional_forward(params, trace.buffers, x)
 
 
 def adapt(
@@ -123,8 +127,8 @@ def adapt(
                          steps=steps, lr=lr, adapt=adapt_names, first_order=True)
     history = [{name: value.detach() for name, value in params.items()} for params in history]
     with torch.no_grad():
-        support_out = [functional_call(model, (p, checkpoint.buffers), (task.support_x,)) for p in history]
-        query_out = [functional_call(model, (p, checkpoint.buffers), (task.query_x,)) for p in history]
+        support_out = [model.functional_forward(p, checkpoint.buffers, task.support_x) for p in history]
+        query_out = [model.functional_forward(p, checkpoint.buffers, task.query_x) for p in history]
     losses = lambda outs, y: np.array([task_loss(o, y).item() for o in outs])  # noqa: E731
     accuracy = lambda outs, y: np.array([(o.argmax(-1) == y).float().mean().item() for o in outs])  # noqa: E731
     classification = not task.is_regression

@@ -19,6 +19,11 @@ DATASET_DEFAULTS = {
 }
 
 
+# The nets are tiny: a second thread gains little, and on a busy machine torch's spinning
+# threads slowed a step by 10x or more in our measurements (see benchmarks/README.md).
+THREADS_HELP = "torch CPU threads (1 is fastest for these small nets on a shared machine)"
+
+
 def _train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="meta-train a model (resumable)",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -37,7 +42,7 @@ def _train_parser(subparsers) -> None:
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this many iterations")
     parser.add_argument("--save-partial", action="store_true",
                         help="write --out even when --stop-after ends the run early (marked as partial)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
 
 
 def _evaluate_parser(subparsers) -> None:
@@ -46,10 +51,12 @@ def _evaluate_parser(subparsers) -> None:
     parser.add_argument("--tasks", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="inner steps (default: the checkpoint's)")
+    parser.add_argument("--shots", type=int, default=None, help="support examples per class (default: the checkpoint's)")
     parser.add_argument("--split", default=None, help="default: the checkpoint's meta-test split")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--record", action="store_true", help="store the result in the checkpoint's metrics")
+    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -72,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from metaviz.checkpoints import CheckpointError
     from metaviz.data import DataError, DataNotFoundError
 
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     try:
         if args.command == "train":
             return _train(args)
@@ -104,17 +110,19 @@ def _evaluate(args) -> int:
 
     checkpoint = load_checkpoint(args.checkpoint)
     with tqdm(total=args.tasks, disable=args.json, desc="tasks") as bar:
-        result = evaluate(checkpoint, tasks=args.tasks, seed=args.seed, steps=args.steps, split=args.split,
+        result = evaluate(checkpoint, tasks=args.tasks, seed=args.seed, steps=args.steps, split=args.split, shots=args.shots,
                           device=args.device, progress=lambda done, total: bar.update(1))
-    if args.record:
-        metrics = {**checkpoint.metrics, "meta_test": result}
+    if args.record:  # the checkpoint's own shot count is its headline figure; others are extra
+        key = "meta_test" if result["shots"] == checkpoint.shots else f"meta_test_{result['shots']}shot"
+        metrics = {**checkpoint.metrics, key: result}
         save_checkpoint(dataclasses.replace(checkpoint, metrics=metrics), args.checkpoint)
     if args.json:
         print(json.dumps(result))
         return 0
     scale = 100 if result["metric"] == "accuracy" else 1
     unit = "%" if scale == 100 else ""
-    print(f"{checkpoint.name}: {result['metric']} over {result['tasks']} tasks from the {result['split']} split")
+    print(f"{checkpoint.name}: {result['metric']} over {result['tasks']} {result['shots']}-shot tasks "
+          f"from the {result['split']} split")
     for step, row in enumerate(result["per_step"]):
         print(f"  step {step:2d}: {scale * row['mean']:.2f}{unit} ± {scale * row['ci95']:.2f}{unit}")
     return 0

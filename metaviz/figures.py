@@ -6,6 +6,7 @@ images it is tested on) orange, validation green.
 """
 from __future__ import annotations
 
+import html
 import re
 import textwrap
 from collections.abc import Sequence
@@ -66,6 +67,16 @@ def readable_class_name(name: str) -> str:
     return " / ".join(parts) + (f", {rotation}" if rotation else "")
 
 
+def figure_text(text: str) -> str:
+    """Text for a plotly label: plotly reads a little HTML (<br>, <b>, <a>), and class names can
+    be an uploader's folder names, so their <, > and & are escaped."""
+    return html.escape(text, quote=False)
+
+
+def _figure_name(name: str) -> str:
+    return figure_text(readable_class_name(name))
+
+
 def column_labels(class_names: Sequence[str]) -> list[str]:
     """Column headings: names wrapped on short lines ('Alphabet of the Magi/character01' on
     three), or 1, 2, 3, ... when there are too many columns for names to fit."""
@@ -74,7 +85,8 @@ def column_labels(class_names: Sequence[str]) -> list[str]:
     wrapped = []
     for name in class_names:
         parts, rotation = _name_parts(name)
-        lines = [line for part in parts for line in textwrap.wrap(part, LABEL_WIDTH)] + ([rotation] if rotation else [])
+        lines = [figure_text(line) for part in parts for line in textwrap.wrap(part, LABEL_WIDTH)] + (
+            [rotation] if rotation else [])
         wrapped.append("<br>".join(lines))
     return wrapped
 
@@ -107,7 +119,7 @@ def _image_panel(fig: go.Figure, row: int, x, y, class_names: Sequence[str], rol
         for index in range(len(column)):
             centres_x.append(label * step + (size - 1) / 2)
             centres_y.append(index * step + (size - 1) / 2)
-            texts.append(f"{role} image {index + 1} of class {readable_class_name(class_names[label])}")
+            texts.append(f"{role} image {index + 1} of class {_figure_name(class_names[label])}")
     fig.add_trace(
         go.Scatter(x=centres_x, y=centres_y, mode="markers", marker={"size": 30, "opacity": 0},
                    text=texts, hovertemplate="%{text}<extra></extra>", showlegend=False, name=f"{role} labels"),
@@ -238,4 +250,184 @@ def training_curves(history: dict, metric: str = "accuracy") -> go.Figure:
         fig.update_yaxes(range=[0, 105], ticksuffix="%", row=1, col=2)
     fig.update_layout(height=360, margin={"t": 40, "b": 10},
                       legend={"orientation": "h", "y": -0.3, "x": 0.5, "xanchor": "center"})
+    return fig
+
+
+# --- adaptation, step by step ---------------------------------------------------------------
+
+RIGHT_COLOUR = "#1a7f37"
+WRONG_COLOUR = "#cf222e"
+CONFIDENCE_SCALE = [[0.0, "#ffffff"], [1.0, "#08519c"]]  # 0% white, 100% dark blue
+PREDICTION_ROW_HEIGHT = 38  # screen pixels per new image in the step-by-step figure
+MAX_FLIPS_SHOWN = 16
+
+
+def _verdict(predicted: int, true: int, class_names: Sequence[str]) -> str:
+    mark = "✓" if predicted == true else "✗"
+    return f"{mark} {_figure_name(class_names[predicted])} ({'right' if predicted == true else 'wrong'})"
+
+
+def _step_title(trace: AdaptationTrace, step: int, query_y: np.ndarray) -> str:
+    right = int((trace.query_predictions[step] == query_y).sum())
+    when = "before adapting" if step == 0 else f"after {_count(step, 'step')}"
+    return f"Step {step} of {trace.steps} ({when}): {right} of {len(query_y)} new images recognised"
+
+
+def _step_changes(trace: AdaptationTrace, step: int, query_y: np.ndarray,
+                  class_names: Sequence[str]) -> tuple[dict, dict]:
+    """What changes from one step to the next: the heatmap's probabilities, and the answers
+    with their colours. Only these go into an animation frame (plotly merges them in)."""
+    predictions = trace.query_predictions[step]
+    heatmap = {"type": "heatmap", "z": np.asarray(trace.query_probabilities[step], dtype=float)}
+    answers = {"type": "scatter",
+               "text": [_verdict(int(p), int(t), class_names) for p, t in zip(predictions, query_y)],
+               "textfont": {"color": [RIGHT_COLOUR if p == t else WRONG_COLOUR for p, t in zip(predictions, query_y)]}}
+    return heatmap, answers
+
+
+def query_predictions(task: Task, trace: AdaptationTrace, step: int) -> go.Figure:
+    """Every new (query) image at one step: the image and its true class, how sure the model is
+    of each class (a queries x classes heatmap), and its answer, right or wrong.
+
+    The figure carries one animation frame per step, and a Play button that runs through them.
+    """
+    if trace.query_probabilities is None:
+        raise ValueError("step-by-step predictions exist for classification tasks only")
+    step = min(max(int(step), 0), trace.steps)
+    images = np.asarray(task.query_x, dtype=np.float32)[:, 0]
+    query_y = np.asarray(task.query_y)
+    count, size = len(images), images.shape[-1]
+    spacing = size + IMAGE_GAP
+    centres = np.arange(count) * spacing + (size - 1) / 2
+    labels = column_labels(task.class_names)
+    heading = LINE_HEIGHT * max(label.count("<br>") + 1 for label in labels) + 6
+    top = 70 + heading  # title, Play button and column titles, then the class names
+
+    fig = make_subplots(rows=1, cols=3, shared_yaxes=True, column_widths=[0.1, 0.62, 0.28], horizontal_spacing=0.015,
+                        subplot_titles=("New image", "How sure the model is of each class", "The model's answer"))
+    fig.add_trace(go.Heatmap(z=image_mosaic(images, count, 1), colorscale=INK_ON_PAPER, zmin=0, zmax=1,
+                             showscale=False, hoverinfo="skip", name="new images"), row=1, col=1)
+    heatmap, answers = _step_changes(trace, step, query_y, task.class_names)
+    names = [_figure_name(name) for name in task.class_names]
+    hover = [[f"new image {row + 1}, really {names[query_y[row]]}:<br>how sure it is {names[column]}"
+              for column in range(task.ways)] for row in range(count)]
+    fig.add_trace(go.Heatmap(**heatmap, x=list(range(task.ways)), y=centres, zmin=0, zmax=1,
+                             colorscale=CONFIDENCE_SCALE, showscale=False, texttemplate="%{z:.0%}",
+                             textfont={"size": 12}, hovertext=hover, xgap=2, ygap=2, name="confidence per class",
+                             hovertemplate="%{hovertext}: %{z:.1%}<extra></extra>"), row=1, col=2)
+    fig.add_trace(go.Scatter(**answers, x=[0.0] * count, y=centres, mode="text", textposition="middle right",
+                             hoverinfo="skip", showlegend=False, name="the model's answer"), row=1, col=3)
+    fig.update_traces(textfont_size=13, selector={"type": "scatter"})
+    # Frames as plain dicts: validating a full figure per step would cost more than the rest.
+    fig.frames = [{"name": str(k), "traces": [1, 2], "data": list(_step_changes(trace, k, query_y, task.class_names)),
+                   "layout": {"title": {"text": _step_title(trace, k, query_y)}}} for k in range(trace.steps + 1)]
+
+    height = count * spacing - IMAGE_GAP
+    fig.update_yaxes(range=[height - 0.5, -0.5], tickvals=centres, showgrid=False, zeroline=False, ticks="")
+    fig.update_yaxes(ticktext=[f"really {_figure_name(task.class_names[label])}" for label in query_y],
+                     tickfont={"size": 12, "color": "#31333f"}, row=1, col=1)
+    fig.update_xaxes(range=[-0.5, size - 0.5], showticklabels=False, showgrid=False, zeroline=False,
+                     scaleanchor="y", constrain="domain", constraintoward="right", row=1, col=1)
+    fig.update_xaxes(tickvals=list(range(task.ways)), ticktext=labels, side="top", tickangle=0, showgrid=False,
+                     zeroline=False, ticks="", tickfont={"size": 13, "color": "#31333f"}, row=1, col=2)
+    fig.update_xaxes(range=[0, 1], visible=False, row=1, col=3)
+    play = {"frame": {"duration": 800, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": False,
+            "mode": "immediate"}
+    fig.update_layout(
+        title={"text": _step_title(trace, step, query_y), "x": 0.0, "xanchor": "left", "y": 0.995, "yanchor": "top",
+               "font": {"size": 16}},
+        height=count * PREDICTION_ROW_HEIGHT + top + 20, margin={"l": 10, "r": 10, "t": top, "b": 10},
+        plot_bgcolor="white", paper_bgcolor="white", hovermode="closest", showlegend=False,
+        # Paper coordinates above 1 reach into the top margin: the buttons share the title's line.
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 1.0, "xanchor": "right",
+                      "y": 1 + (top - 8) / (count * PREDICTION_ROW_HEIGHT), "yanchor": "top", "showactive": False,
+                      "buttons": [{"label": "▶ Play all steps", "method": "animate", "args": [None, play]},
+                                  {"label": "❚❚ Pause", "method": "animate",
+                                   "args": [[None], {"frame": {"duration": 0, "redraw": False},
+                                                     "mode": "immediate"}]}]}],
+    )
+    for annotation in fig.layout.annotations:  # column titles sit above the class names
+        annotation.update(yshift=heading, font={"size": 14})
+    return fig
+
+
+def prediction_changes(trace: AdaptationTrace, query_y) -> dict[str, list[int]]:
+    """Which new images' answers changed between step 0 and the last step, by kind:
+    'fixed' (wrong, then right), 'broken' (right, then wrong), 'still_wrong' (wrong, then
+    another wrong answer)."""
+    query_y = np.asarray(query_y)
+    before, after = trace.query_predictions[0], trace.query_predictions[-1]
+    changed = np.flatnonzero(before != after)
+    kinds = {"fixed": [], "broken": [], "still_wrong": []}
+    for index in changed.tolist():
+        if after[index] == query_y[index]:
+            kinds["fixed"].append(index)
+        elif before[index] == query_y[index]:
+            kinds["broken"].append(index)
+        else:
+            kinds["still_wrong"].append(index)
+    return kinds
+
+
+def _short(name: str, limit: int = 18) -> str:
+    readable = readable_class_name(name)
+    return figure_text(readable if len(readable) <= limit else readable[: limit - 1] + "…")
+
+
+def flipped_predictions(task: Task, trace: AdaptationTrace, per_row: int = 8) -> go.Figure | None:
+    """The new images whose answer changed between step 0 and the last step, each with its true
+    class and its answer before and after; None when no answer changed."""
+    query_y = np.asarray(task.query_y)
+    changes = prediction_changes(trace, query_y)
+    indices = sorted(changes["fixed"] + changes["broken"] + changes["still_wrong"])[:MAX_FLIPS_SHOWN]
+    if not indices:
+        return None
+    images = np.asarray(task.query_x, dtype=np.float32)[indices, 0]
+    size = images.shape[-1]
+    columns = min(per_row, len(indices))
+    rows = -(-len(indices) // columns)
+    cell_width, cell_height = 3 * size, size + 44  # room for three short lines of text under each image
+    canvas = np.full((rows * cell_height, columns * cell_width), np.nan, np.float32)
+    centres_x, text_y = [], []
+    for slot, image in enumerate(images):
+        row, column = divmod(slot, columns)
+        left = column * cell_width + (cell_width - size) // 2
+        canvas[row * cell_height : row * cell_height + size, left : left + size] = image
+        centres_x.append(left + (size - 1) / 2)
+        text_y.append(row * cell_height + size + 2)
+    before, after = trace.query_predictions[0], trace.query_predictions[-1]
+    names = task.class_names
+    mark = lambda predicted, true: "✓" if predicted == true else "✗"  # noqa: E731
+    texts = [f"really {_short(names[query_y[i]])}<br>step 0: {mark(before[i], query_y[i])} {_short(names[before[i]])}"
+             f"<br>step {trace.steps}: {mark(after[i], query_y[i])} {_short(names[after[i]])}" for i in indices]
+    hover = [f"new image {i + 1}, really {_figure_name(names[query_y[i]])}:<br>"
+             f"step 0 answer {_figure_name(names[before[i]])}, step {trace.steps} answer "
+             f"{_figure_name(names[after[i]])}" for i in indices]
+    fig = go.Figure(go.Heatmap(z=canvas, colorscale=INK_ON_PAPER, zmin=0, zmax=1, showscale=False, hoverinfo="skip",
+                               name="changed images"))
+    fig.add_trace(go.Scatter(x=centres_x, y=text_y, mode="text", text=texts, textposition="bottom center",
+                             hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", name="answers",
+                             textfont={"size": 11, "color": [RIGHT_COLOUR if after[i] == query_y[i] else WRONG_COLOUR
+                                                             for i in indices]}))
+    fig.update_xaxes(range=[-0.5, columns * cell_width - 0.5], visible=False, constrain="domain")
+    fig.update_yaxes(range=[rows * cell_height - 0.5, -0.5], visible=False, scaleanchor="x", constrain="domain")
+    # About 1.5 screen pixels per image pixel on a page of ordinary width; the axes keep them square.
+    fig.update_layout(height=20 + round(rows * cell_height * 1.5), margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      plot_bgcolor="white", showlegend=False)
+    return fig
+
+
+def upload_preview(images_by_class: dict, max_per_class: int = 8) -> go.Figure:
+    """The uploaded images after conversion (28x28, as the model sees them), one column per class."""
+    class_names = list(images_by_class)
+    shown = {name: list(images)[:max_per_class] for name, images in images_by_class.items()}
+    x = np.stack([image for images in shown.values() for image in images])[:, None]
+    y = np.concatenate([[label] * len(images) for label, images in enumerate(shown.values())])
+    rows = max(len(images) for images in shown.values())
+    labels = column_labels(class_names)
+    heading = LINE_HEIGHT * max(label.count("<br>") + 1 for label in labels) + 6
+    fig = make_subplots(rows=1, cols=1)
+    _image_panel(fig, 1, x, y, class_names, "Uploaded", labels)
+    fig.update_layout(height=70 * rows + heading + 20, margin={"l": 10, "r": 10, "t": heading + 6, "b": 10},
+                      plot_bgcolor=GAP_COLOUR, paper_bgcolor="white", showlegend=False)
     return fig

@@ -40,18 +40,17 @@ class MLPConfig:
 
 
 class LayerNorm2d(nn.Module):
-    """Normalises each image over (channels, height, width); per-channel scale and shift."""
+    """Holds the per-channel scale and shift of a per-image normalisation over (C, H, W)."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(x, 1, self.weight, self.bias, eps=1e-5)
-
 
 class ConvBlock(nn.Module):
+    """Holds one block's parameters; ConvNet.functional_forward does the computing."""
+
     def __init__(self, in_channels: int, out_channels: int, norm: str):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
@@ -59,29 +58,39 @@ class ConvBlock(nn.Module):
             self.norm = LayerNorm2d(out_channels)
         elif norm == "batch_running":
             self.norm = nn.BatchNorm2d(out_channels)
-        else:
-            self.norm = nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x)))
 
 
 class ConvNet(nn.Module):
+    """The forward pass is a pure function of parameter dicts (`functional_forward`), so the
+    inner loop needs no module swapping: calling the ops directly is measurably faster than
+    torch.func.functional_call for a net this small."""
+
     def __init__(self, config: ConvNetConfig):
         super().__init__()
         if config.norm not in NORMS:
             raise ValueError(f"unknown norm {config.norm!r}; choose one of {NORMS}")
+        self.norm = config.norm
         channels = [config.in_channels] + [config.hidden] * config.blocks
         self.blocks = nn.Sequential(
             *(ConvBlock(c_in, c_out, config.norm) for c_in, c_out in zip(channels, channels[1:]))
         )
         self.head = nn.Linear(config.hidden, config.out_features)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x).mean(dim=(2, 3))
+    def functional_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        for index in range(len(self.blocks)):
+            prefix = f"blocks.{index}."
+            x = F.conv2d(x, params[prefix + "conv.weight"], params[prefix + "conv.bias"], stride=2, padding=1)
+            if self.norm == "layer":
+                x = F.group_norm(x, 1, params[prefix + "norm.weight"], params[prefix + "norm.bias"], eps=1e-5)
+            elif self.norm == "batch_running":  # running statistics: never the batch's own
+                x = F.batch_norm(x, buffers[prefix + "norm.running_mean"], buffers[prefix + "norm.running_var"],
+                                 params[prefix + "norm.weight"], params[prefix + "norm.bias"], training=False,
+                                 eps=1e-5)
+            x = F.relu(x)
+        return F.linear(x.mean(dim=(2, 3)), params["head.weight"], params["head.bias"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.functional_forward(dict(self.named_parameters()), dict(self.named_buffers()), x)
 
 
 class MLP(nn.Module):
@@ -91,11 +100,14 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         self.head = nn.Linear(sizes[-1], config.out_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def functional_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
-        for layer in self.layers:
-            x = F.relu(layer(x))
-        return self.head(x)
+        for index in range(len(self.layers)):
+            x = F.relu(F.linear(x, params[f"layers.{index}.weight"], params[f"layers.{index}.bias"]))
+        return F.linear(x, params["head.weight"], params["head.bias"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.functional_forward(dict(self.named_parameters()), {}, x)
 
 
 def model_config_from_dict(config: dict) -> ConvNetConfig | MLPConfig:

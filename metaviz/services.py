@@ -220,3 +220,24 @@ def train_command(directory: Path) -> str:
     except ValueError:
         pass
     return f"python -m metaviz train --dataset digits --run-dir runs/digits --out {out}"
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:&\"'=^")
+
+
+def markdown_text(text: str) -> str:
+    """User text (an uploaded file's or class's name) made safe for st.markdown, st.error and
+    the like: every markdown, HTML and Streamlit directive character is backslash-escaped, and
+    line breaks become spaces, so it shows as typed and never as a link, image or markup."""
+    return "".join("\\" + character if character in _MARKDOWN_SPECIAL else character
+                   for character in " ".join(str(text).splitlines()))
+
+
+def layer_label(layer: str) -> str:
+    """'conv2' -> 'conv2 (convolution 2)', 'head' -> 'head (output layer)': names a picker can show."""
+    match = re.fullmatch(r"(conv|fc)(\d+)", layer)
+    if layer == "head":
+        return "head (output layer)"
+    if match:
+        return f"{layer} ({'convolution' if match.group(1) == 'conv' else 'hidden layer'} {match.group(2)})"
+    return layer

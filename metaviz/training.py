@@ -88,7 +88,7 @@ def per_step_query_metrics(model, params, buffers, task: Task, steps: int, lr: f
     history = inner_loop(model, params, buffers, task.support_x, task.support_y, steps=steps, lr=lr,
                          adapt=adapt, first_order=True)
     with torch.no_grad():
-        outputs = [torch.func.functional_call(model, (p, buffers), (task.query_x,)) for p in history]
+        outputs = [model.functional_forward(p, buffers, task.query_x) for p in history]
     if task.is_regression:
         return np.array([task_loss(o, task.query_y).item() for o in outputs])
     return np.array([(o.argmax(-1) == task.query_y).float().mean().item() for o in outputs])
@@ -103,12 +103,13 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate(checkpoint: Checkpoint, tasks: int = 600, seed: int = 0, steps: int | None = None,
-             queries: int | None = None, split: str | None = None, device: str = "cpu",
+             queries: int | None = None, split: str | None = None, device: str = "cpu", shots: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict:
     """Meta-test accuracy (or MSE for sinusoid) with 95% CI over `tasks` tasks, per step."""
     steps = checkpoint.inner_steps if steps is None else steps
     queries = queries or (10 if checkpoint.is_regression else 15)
-    config = TrainConfig(dataset=checkpoint.dataset, ways=checkpoint.ways, shots=checkpoint.shots)
+    shots = shots or checkpoint.shots
+    config = TrainConfig(dataset=checkpoint.dataset, ways=checkpoint.ways, shots=shots)
     source = TaskSource(config, split or checkpoint.test_split, queries)
     torch_device = torch.device(device)
     model = checkpoint.build_model().to(torch_device)
@@ -126,7 +127,7 @@ def evaluate(checkpoint: Checkpoint, tasks: int = 600, seed: int = 0, steps: int
     return {
         "metric": "mse" if checkpoint.is_regression else "accuracy",
         "mean": per_step[-1]["mean"], "ci95": per_step[-1]["ci95"], "tasks": tasks, "steps": steps,
-        "seed": seed, "queries": queries, "split": split or checkpoint.test_split, "per_step": per_step,
+        "seed": seed, "shots": shots, "queries": queries, "split": split or checkpoint.test_split, "per_step": per_step,
     }
 
 
@@ -229,7 +230,7 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
             task = _to(train_source.sample(rng), device)
             adapted = inner_loop(model, params, {}, task.support_x, task.support_y, steps=config.train_steps,
                                  lr=config.inner_lr, adapt=adapt, first_order=config.algorithm == "fomaml")[-1]
-            outputs = torch.func.functional_call(model, adapted, (task.query_x,))
+            outputs = model.functional_forward(adapted, {}, task.query_x)
             loss = task_loss(outputs, task.query_y) / config.meta_batch
             loss.backward()
             total_loss += loss.item()

@@ -7,6 +7,8 @@ without that widget runs.
 """
 from __future__ import annotations
 
+import json
+import os
 import runpy
 import threading
 from collections.abc import Iterator
@@ -67,8 +69,13 @@ def ensure_app() -> None:
 @st.cache_resource(max_entries=8, show_spinner="Opening the checkpoint…")
 def load_checkpoint(path: str, content_hash: str) -> Checkpoint:
     """One shared, never mutated Checkpoint per file version (content_hash is the cache key)."""
+    import torch
+
     from metaviz.checkpoints import load_checkpoint as load
 
+    # The nets are tiny: one thread per computation is about as fast as two, and on a busy
+    # machine torch's spinning threads made one adaptation 250x slower (benchmarks/README.md).
+    torch.set_num_threads(int(os.environ.get("METAVIZ_TORCH_THREADS", "1")))
     return load(path)
 
 
@@ -198,21 +205,35 @@ def load_task(checkpoint: Checkpoint, settings: TaskSettings) -> Task:
     st.stop()
 
 
+def task_key(task: Task) -> str:
+    """A task's identity for caches: where it came from (dataset, split, classes, seed; or the
+    uploaded images' content hash), which re-creates it exactly."""
+    return json.dumps(task.source, sort_keys=True)
+
+
+def current_task(checkpoint: Checkpoint, settings: TaskSettings) -> Task:
+    """The task the pages work with: the uploaded one when the user chose it, else the sampled one."""
+    from pages._upload import uploaded_task, using_upload
+
+    if using_upload() and not checkpoint.is_regression:
+        return uploaded_task(checkpoint, settings, elsewhere=True)
+    return load_task(checkpoint, settings)
+
+
 @st.cache_data(max_entries=32, show_spinner="Adapting the model to the task…")
-def adaptation_trace(path: str, content_hash: str, shots: int, queries: int, seed: int, steps: int,
-                     lr: float) -> AdaptationTrace:
+def adaptation_trace(path: str, content_hash: str, task_id: str, steps: int, lr: float,
+                     adapt_layers: tuple[str, ...], _task: Task) -> AdaptationTrace:
+    """Keyed by identifiers only: `_task` (unhashed) is the task that `task_id` names."""
     from metaviz.adaptation import adapt
 
-    checkpoint = load_checkpoint(path, content_hash)
-    task = sampled_task(checkpoint.dataset, checkpoint.test_split, checkpoint.ways, shots, queries, seed)
-    return adapt(checkpoint, task, steps=steps, lr=lr)
+    return adapt(load_checkpoint(path, content_hash), _task, steps=steps, lr=lr, adapt_layers=adapt_layers)
 
 
-def run_adaptation(checkpoint: Checkpoint, settings: TaskSettings, steps: int, lr: float) -> AdaptationTrace:
-    load_task(checkpoint, settings)  # shows data problems the way the Task page does
+def run_adaptation(checkpoint: Checkpoint, task: Task, steps: int, lr: float,
+                   adapt_layers: tuple[str, ...]) -> AdaptationTrace:
     try:
-        return adaptation_trace(checkpoint.path, checkpoint.content_hash, settings.shots, settings.queries,
-                                settings.seed, steps, lr)
+        return adaptation_trace(checkpoint.path, checkpoint.content_hash, task_key(task), steps, lr,
+                                tuple(adapt_layers), task)
     except (ValueError, RuntimeError) as error:
-        st.error(f"Adaptation failed: {error}")
+        st.error(f"Adaptation failed: {services.markdown_text(error)}")
     st.stop()

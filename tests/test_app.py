@@ -59,7 +59,8 @@ def visit(app: AppTest, page: str) -> AppTest:
 
 
 def all_text(app: AppTest) -> str:
-    parts = [element.value for kind in ("title", "markdown", "caption", "info", "error", "code")
+    kinds = ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "code")
+    parts = [element.value for kind in kinds
              for element in app.get(kind) if isinstance(getattr(element, "value", None), str)]
     return "\n".join(parts + [f"{metric.label}: {metric.value}" for metric in app.metric])
 
@@ -78,8 +79,11 @@ def test_every_page_renders(checkpoint_dir, dataset):
     expected = {
         "pages/1_Checkpoint.py": [f"{dataset}-test", "Algorithm: MAML", "Content hash"],
         "pages/2_Task.py": ["Task number (seed)"] if dataset == "sinusoid" else ["Classes in this task", "digit"],
-        "pages/3_Adaptation.py": ["after 3 steps"],
+        "pages/3_Adaptation.py": ["after 3 steps"] if dataset == "sinusoid" else
+        ["after 3 steps", "Step by step", "Answers that changed between step 0 and step 3"],
     }
+    figures = {"pages/1_Checkpoint.py": {1}, "pages/2_Task.py": {1},
+               "pages/3_Adaptation.py": {1} if dataset == "sinusoid" else {2, 3}}  # 3 when an answer changed
     for page in PAGES:
         visit(app, page)
         text = all_text(app) + " ".join(widget.label for widget in app.number_input)
@@ -87,7 +91,7 @@ def test_every_page_renders(checkpoint_dir, dataset):
             assert snippet in text, f"{page}: {snippet!r} not shown"
         assert not app.error, f"{page}: {[error.value for error in app.error]}"
         assert "Traceback" not in text
-        assert len(app.get("plotly_chart")) == 1, f"{page}: its figure is missing"
+        assert len(app.get("plotly_chart")) in figures[page], f"{page}: a figure is missing"
         # The sidebar picker proves app.py ran around the page (see the url_path note there).
         assert app.selectbox(key="checkpoint_path").value == str(checkpoint_dir / f"{dataset}-test.safetensors")
 
@@ -165,7 +169,7 @@ def test_adaptation_follows_its_settings(checkpoint_dir):
     assert not app.exception and not app.error
     labels = [metric.label for metric in app.metric]
     assert "Recognised after 5 steps" in labels
-    assert len(app.get("plotly_chart")) == 1
+    assert app.slider(key=f"step_{key}_5").value == 5  # the step by step view opens at the last step
     visit(app, "pages/2_Task.py")
     visit(app, "pages/3_Adaptation.py")
     assert app.number_input(key=f"steps_{key}_input").value == 5  # kept while the user looked elsewhere
@@ -241,3 +245,145 @@ def test_meta_test_text():
     assert "600 tasks" in details and "95% confidence interval" in details
     value, _ = services.meta_test_text({"meta_test": {"metric": "mse", "mean": 0.25, "ci95": float("nan")}})
     assert value == "MSE 0.25"
+
+
+# --- uploads and the step-by-step view ----------------------------------------------------------
+
+
+def upload_zip(classes, per_class=3, **extra) -> bytes:
+    from tests.test_uploads import PNG, make_zip
+
+    return make_zip({**{f"my task/{name}/{index}.png": PNG for name in classes for index in range(per_class)}, **extra})
+
+
+def upload(app: AppTest, data: bytes, name: str = "my task.zip") -> AppTest:
+    app.radio(key="task_source_input").set_value("uploaded").run()
+    app.file_uploader(key="upload_zip_file").set_value((name, data, "application/zip")).run()
+    assert not app.exception, app.exception
+    return app
+
+
+FIVE = ("apple", "bell", "cup", "door", "eye")
+
+
+def test_an_uploaded_zip_becomes_the_task_on_every_page(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = upload(visit(start(), "pages/2_Task.py"), upload_zip(FIVE, **{"my task/readme.txt": b"hello"}))
+    assert not app.error, [error.value for error in app.error]
+    text = all_text(app)
+    assert "Your images, as the model sees them" in text
+    assert "15 images in 5 classes" in text
+    assert "Classes in this task: **apple**; **bell**; **cup**; **door**; **eye**, from your upload" in text
+    assert "1 image per class to learn from, 2 new images per class to test on" in text  # 3 images, 1 shot
+    assert len(app.get("plotly_chart")) == 2  # the converted images, then the task
+    assert any("readme.txt: skipped, not an image" in element.value for element in app.get("text"))
+    visit(app, "pages/3_Adaptation.py")
+    assert not app.error
+    assert "Your uploaded images: 1 example and 2 new images per class." in all_text(app)
+    assert "of 10 new images recognised" in app.get("plotly_chart")[1].proto.spec
+    visit(app, "pages/1_Checkpoint.py")
+    visit(app, "pages/2_Task.py")  # the file widget is empty now; the upload is kept
+    assert app.radio(key="task_source_input").value == "uploaded"
+    assert "15 images in 5 classes" in all_text(app)
+    app.radio(key="task_source_input").set_value("sampled").run()
+    assert "from the test split" in all_text(app)  # back to a sampled task
+    visit(app, "pages/3_Adaptation.py")
+    assert "Task number 0" in all_text(app)
+
+
+def test_more_classes_than_the_model_knows_asks_which_to_use(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = upload(visit(start(), "pages/2_Task.py"), upload_zip(FIVE + ("fig", "gate")))
+    choice = app.multiselect[0]
+    assert "has 7 classes; this model tells apart 5" in choice.label
+    assert choice.value == list(FIVE)
+    choice.set_value(["bell", "cup", "door", "fig", "gate"]).run()
+    assert not app.exception and not app.error
+    assert "**bell**; **cup**; **door**; **fig**; **gate**" in all_text(app)
+    visit(app, "pages/3_Adaptation.py")
+    assert not app.error
+    visit(app, "pages/2_Task.py")
+    assert app.multiselect[0].value == ["bell", "cup", "door", "fig", "gate"]  # kept across pages
+    app.multiselect[0].set_value(["bell", "cup"]).run()
+    assert not app.exception
+    assert "exactly 5 classes, and 2 classes are chosen" in app.error[0].value
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"certainly not a zip", "not a zip archive"),
+    (None, "this model needs"),  # replaced below: three classes for a five-way model
+    (b"", "not a zip archive"),
+])
+def test_unusable_uploads_give_plain_messages(checkpoint_dir, data, message):
+    write_checkpoint(checkpoint_dir)
+    if data is None:
+        data, message = upload_zip(("apple", "bell", "cup")), "tells apart 5 classes, and the upload has 3 classes"
+    app = upload(visit(start(), "pages/2_Task.py"), data)
+    assert len(app.error) == 1 and message in app.error[0].value
+    assert "Traceback" not in all_text(app)
+
+
+def test_too_few_images_per_class_say_so(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = upload(visit(start(), "pages/2_Task.py"), upload_zip(FIVE, per_class=2))
+    app.number_input(key="task_shots_input").set_value(2).run()
+    assert "every class needs at least 3 images" in app.error[0].value
+
+
+def test_uploaded_names_are_shown_as_text_not_markup(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    names = ("[click](javascript:alert(1))", "<b>bold</b>", "![x](http://example.com/t.png)", "d", "e")
+    app = upload(visit(start(), "pages/2_Task.py"), upload_zip(names))
+    assert not app.error
+    markdown = "\n".join(element.value for element in app.markdown)
+    assert "[click](" not in markdown and "\\[click\\]\\(javascript\\:alert\\(1\\)\\)" in markdown
+    assert "<b>" not in markdown and "!\\[x\\]" not in markdown.replace("\\!\\[x\\]", "")
+    for chart in app.get("plotly_chart"):
+        assert "<b>bold</b>" not in chart.proto.spec
+    assert "&lt;b&gt;bold" in app.get("plotly_chart")[1].proto.spec
+
+
+def test_images_dropped_class_by_class(checkpoint_dir):
+    from tests.test_uploads import PNG
+
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(), "pages/2_Task.py")
+    app.radio(key="task_source_input").set_value("uploaded").run()
+    app.radio(key="upload_how").set_value("Images, class by class").run()
+    assert len(app.file_uploader) == 5
+    for index in range(5):
+        app.text_input(key=f"upload_class_name_{index}").set_value(f"letter {'ABCDE'[index]}")
+        app.file_uploader(key=f"upload_class_files_{index}").set_value(
+            [(f"{index}-{n}.png", PNG, "image/png") for n in range(2)])
+    app.run()
+    assert not app.exception and not app.error, [error.value for error in app.error]
+    assert "**letter A**; **letter B**" in all_text(app)
+    assert "10 images in 5 classes" in all_text(app)
+
+
+def test_the_layers_that_adapt_and_the_step_shown_can_be_changed(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(), "pages/3_Adaptation.py")
+    key = services.file_sha256(checkpoint_dir / "digits-test.safetensors")[:12]
+    layers = app.multiselect(key=f"layers_{key}_input")
+    assert layers.value == ["conv1", "conv2", "conv3", "conv4", "head"]
+    assert "Step 3 of 3" in app.get("plotly_chart")[1].proto.spec
+    app.slider(key=f"step_{key}_3").set_value(0).run()
+    assert "Step 0 of 3 (before adapting)" in app.get("plotly_chart")[1].proto.spec
+    layers.set_value(["head"]).run()
+    assert not app.exception and not app.error
+    visit(app, "pages/2_Task.py")
+    visit(app, "pages/3_Adaptation.py")
+    assert app.multiselect(key=f"layers_{key}_input").value == ["head"]  # kept while the user looked elsewhere
+    app.multiselect(key=f"layers_{key}_input").set_value([]).run()
+    assert "Choose at least one layer to adapt." in app.warning[0].value
+
+
+def test_choosing_upload_without_images_points_back_to_the_task_page(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(), "pages/2_Task.py")
+    app.radio(key="task_source_input").set_value("uploaded").run()
+    assert "Upload a zip file" in all_text(app)
+    visit(app, "pages/3_Adaptation.py")
+    assert "No images have been uploaded yet." in all_text(app)
+    assert not app.error

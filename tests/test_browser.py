@@ -1,8 +1,14 @@
 """The dashboard in a real browser: `streamlit run app.py` driven by headless Chromium.
 
-Screenshots of every page land in test-artifacts/ (gitignored) for a human to look at.
+Screenshots of every page land in test-artifacts/ (gitignored) for a human to look at; the
+main path's screenshots are also copied to docs/screenshots/ for the README. The server gets
+a temporary checkpoint folder with an untrained test checkpoint and, when it has been trained,
+a copy of the shipped digits checkpoint (it sorts first, so the screenshots show a trained
+model); every assertion holds for either.
 """
+import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,11 +25,14 @@ pytestmark = pytest.mark.browser
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPOSITORY / "test-artifacts"
+SCREENSHOTS = REPOSITORY / "docs" / "screenshots"
+SHIPPED_DIGITS = REPOSITORY / "checkpoints" / "digits-5w1s-maml.safetensors"
+MAX_SCREENSHOT_BYTES = 300_000
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 # (url path, file name of the screenshot, text the page must show)
 PAGES = [
-    ("", "checkpoint", "Meta-test accuracy"),
+    ("", "checkpoint", "Task shape"),
     ("Task", "task", "Classes in this task"),
     ("Adaptation", "adaptation", "New images recognised before adapting"),
 ]
@@ -53,6 +62,8 @@ def wait_until_healthy(url: str, server: subprocess.Popen, timeout: float = 45) 
 def server_url(tmp_path_factory):
     directory = tmp_path_factory.mktemp("checkpoints")
     write_checkpoint(directory)
+    if SHIPPED_DIGITS.is_file():
+        shutil.copy(SHIPPED_DIGITS, directory / SHIPPED_DIGITS.name)
     port = free_port()
     env = {**os.environ, "METAVIZ_CHECKPOINT_DIR": str(directory), "PYTHONPATH": str(REPOSITORY)}
     server = subprocess.Popen(
@@ -97,6 +108,11 @@ def page(browser):
 def settled(page, text: str) -> None:
     """Waits until `text` shows and the script run is over."""
     page.get_by_text(text, exact=False).first.wait_for()
+    idle(page)
+
+
+def idle(page) -> None:
+    """Waits for Streamlit's not-running state: the 'Running…' status widget is gone."""
     page.wait_for_selector("[data-testid='stStatusWidget']", state="detached")
 
 
@@ -130,4 +146,114 @@ def test_every_page_in_the_browser(server_url, page):
         assert "Digits, 5-way 1-shot" in text, f"/{path}: the sidebar's checkpoint is missing"
         for problem in ("Traceback", "Error", "Page not found"):
             assert problem not in text, f"/{path} shows {problem!r}:\n{text}"
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"visit-{name}.png"), full_page=True)
+
+
+def drawings_zip() -> bytes:
+    """A small zip as a user would make it: a folder per class, dark drawings on white paper
+    (scikit-learn digits the model was not trained on, 4 per class), plus a stray text file."""
+    import zipfile
+
+    from PIL import Image
+
+    from metaviz.data import load_classes
+
+    test = load_classes("digits", "test", rotations=False)  # digits 6 to 9, and digit 3 from the train split
+    drawings = {name: test.images[label] for label, name in enumerate(test.class_names)}
+    drawings["digit 3"] = load_classes("digits", "train", rotations=False).images[3]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, images in drawings.items():
+            for index in range(4):
+                paper = (255 - 255 * images[index]).astype("uint8")
+                png = io.BytesIO()
+                Image.fromarray(paper).resize((84, 84)).save(png, "PNG")
+                archive.writestr(f"my drawings/{name.replace('digit ', 'number ')}/{index}.png", png.getvalue())
+        archive.writestr("my drawings/notes.txt", "drawn on Tuesday")
+    return buffer.getvalue()
+
+
+def screenshot(page, name: str, readme: bool = True, width: int = 1300) -> None:
+    """The whole page: Streamlit scrolls inside its main container, so the window grows to fit it."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    height = page.evaluate("() => { const main = document.querySelector(\"[data-testid='stMain']\");"
+                           " main.scrollTo(0, 0); const block = document.querySelector("
+                           "\"[data-testid='stMainBlockContainer']\"); return Math.max(main.scrollHeight,"
+                           " block.getBoundingClientRect().bottom + 40); }")
+    page.set_viewport_size({"width": width, "height": min(max(int(height), 700), 3000)})
+    page.wait_for_timeout(300)  # one layout pass for plotly's resize (not a wait on the app)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": width, "height": 900})
+    if readme:
+        from PIL import Image
+
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        target = SCREENSHOTS / f"{name}.png"
+        with Image.open(path) as full:  # a 256-colour palette keeps a UI screenshot sharp at half the size
+            full.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
+        assert target.stat().st_size < MAX_SCREENSHOT_BYTES, f"{target} is {target.stat().st_size} bytes"
+
+
+def assert_clean(page) -> None:
+    text = body_text(page)
+    for problem in ("Traceback", "Page not found"):
+        assert problem not in text, f"{page.url} shows {problem!r}:\n{text}"
+
+
+def test_the_main_path_sample_upload_adapt(server_url, page):
+    page.set_viewport_size({"width": 1300, "height": 900})
+    page.goto(server_url)
+    settled(page, "Task shape")
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    assert_clean(page)
+    screenshot(page, "checkpoint")
+
+    # Sample a task, then draw another one.
+    page.get_by_role("link", name="Task").first.click()
+    settled(page, "Classes in this task")
+    seed = page.get_by_role("spinbutton", name="Task number (seed)")
+    first = seed.input_value()
+    page.get_by_role("button", name="Draw another task").click()
+    page.wait_for_function("([selector, old]) => document.querySelector(selector).value !== old",
+                           arg=["input[aria-label='Task number (seed)']", first])
+    idle(page)
+    assert f"seed={seed.input_value()}" in page.url  # the link follows the task
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    assert_clean(page)
+    screenshot(page, "task")
+
+    # Upload a zip of one's own drawings.
+    page.get_by_text("Upload my own images").click()
+    settled(page, "Upload a zip file")
+    page.locator("input[type='file']").first.set_input_files(
+        files=[{"name": "my drawings.zip", "mimeType": "application/zip", "buffer": drawings_zip()}])
+    settled(page, "Your images, as the model sees them")
+    text = body_text(page)
+    assert "20 images in 5 classes" in text
+    assert "Classes in this task: number 3; number 6; number 7; number 8; number 9, from your upload" in text
+    page.get_by_text("Files left out of the upload").click()
+    page.get_by_text("notes.txt: skipped, not an image").wait_for()
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    assert_clean(page)
+    screenshot(page, "upload")
+
+    # Watch the model adapt to the uploaded task, and step back to before adapting.
+    page.get_by_role("link", name="Adaptation").first.click()
+    settled(page, "Your uploaded images: 1 example and 3 new images per class.")
+    page.get_by_text("new images recognised").first.wait_for()
+    last = page.get_by_text(re.compile(r"Step (\d+) of \1 \(after")).first
+    last.wait_for()
+    slider = page.get_by_role("slider", name="Adaptation step to show")
+    slider.focus()
+    slider.press("Home")
+    page.get_by_text(re.compile(r"Step 0 of \d+ \(before adapting\)")).first.wait_for()
+    idle(page)
+    assert "Answers that changed between step 0 and step" in body_text(page)
+    assert_clean(page)
+    page.get_by_text("▶ Play all steps").click()  # the chart's own animation runs to the last step
+    page.get_by_text(re.compile(r"Step (\d+) of \1 \(after")).first.wait_for()
+    slider.press("End")
+    page.get_by_text(re.compile(r"Step (\d+) of \1 \(after")).first.wait_for()
+    idle(page)
+    screenshot(page, "adaptation")

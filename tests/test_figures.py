@@ -7,7 +7,8 @@ import torch
 
 from metaviz.adaptation import AdaptationTrace
 from metaviz.figures import (
-    adaptation_curves, column_labels, image_mosaic, readable_class_name, task_grid, training_curves,
+    RIGHT_COLOUR, WRONG_COLOUR, adaptation_curves, column_labels, flipped_predictions, image_mosaic,
+    prediction_changes, query_predictions, readable_class_name, task_grid, training_curves, upload_preview,
 )
 from metaviz.tasks import Task
 
@@ -156,3 +157,92 @@ def test_training_curves_of_regression_plot_validation_mse_unscaled():
 def test_training_curves_leave_out_what_the_history_lacks(history):
     fig = training_curves(history)
     assert len(fig.data) == 0
+
+
+def trace_with_probabilities(probabilities) -> AdaptationTrace:
+    """A trace whose only interesting field is its per-step query probabilities [K+1, Q, ways]."""
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    steps = len(probabilities) - 1
+    zeros = np.zeros(steps + 1)
+    return AdaptationTrace(
+        params=tuple({} for _ in range(steps + 1)), buffers={}, support_loss=zeros, query_loss=zeros,
+        support_accuracy=zeros, query_accuracy=zeros, query_probabilities=probabilities,
+        query_outputs=np.log(probabilities), lr=0.4, adapt_layers=("head",),
+    )
+
+
+# Two classes, three new images (true classes 0, 0, 1), two steps.
+PROBABILITIES = [
+    [[0.4, 0.6], [0.9, 0.1], [0.3, 0.7]],  # step 0: wrong, right, right
+    [[0.5, 0.5], [0.6, 0.4], [0.45, 0.55]],
+    [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]],  # step 2: right, wrong, wrong
+]
+
+
+def two_class_task() -> Task:
+    task = make_task(ways=2, shots=1, queries=2)
+    keep = torch.tensor([True, True, True, False])
+    return Task(task.support_x, task.support_y, task.query_x[keep], task.query_y[keep], task.class_names)
+
+
+def test_query_predictions_show_probabilities_and_answers_at_the_chosen_step():
+    task, trace = two_class_task(), trace_with_probabilities(PROBABILITIES)
+    fig = query_predictions(task, trace, step=0)
+    images, heatmap, answers = fig.data
+    assert np.asarray(images.z).shape == (3 * STEP - 3, SIZE)  # the new images, one per row
+    assert np.asarray(heatmap.z) == pytest.approx(np.asarray(PROBABILITIES[0]))
+    assert heatmap.texttemplate == "%{z:.0%}"  # each cell shows its percentage
+    assert list(heatmap.y) == list(answers.y) == pytest.approx([13.5, 13.5 + STEP, 13.5 + 2 * STEP])  # rows align
+    assert answers.text == ("✗ Alphabet 1 / character01 (wrong)", "✓ Alphabet 0 / character00 (right)",
+                            "✓ Alphabet 1 / character01 (right)")
+    assert answers.textfont.color == (WRONG_COLOUR, RIGHT_COLOUR, RIGHT_COLOUR)
+    assert fig.layout.title.text == "Step 0 of 2 (before adapting): 2 of 3 new images recognised"
+    assert fig.layout.yaxis.ticktext[2] == "really Alphabet 1 / character01"
+
+
+def test_query_predictions_animate_every_step():
+    task, trace = two_class_task(), trace_with_probabilities(PROBABILITIES)
+    fig = query_predictions(task, trace, step=99)  # clamped to the last step
+    assert fig.layout.title.text == "Step 2 of 2 (after 2 steps): 1 of 3 new images recognised"
+    assert [frame.name for frame in fig.frames] == ["0", "1", "2"]
+    for step, frame in enumerate(fig.frames):
+        assert frame.traces == (1, 2)
+        assert np.asarray(frame.data[0].z) == pytest.approx(np.asarray(PROBABILITIES[step]))
+    assert fig.frames[2].data[1].text[0].startswith("✓")
+    assert fig.frames[2].data[1].text[1].startswith("✗")
+    play = fig.layout.updatemenus[0].buttons[0]
+    assert play.method == "animate" and play.args[0] is None  # None: all frames, in order
+    with pytest.raises(ValueError, match="classification"):
+        query_predictions(task, make_trace(classification=False), 0)
+
+
+def test_prediction_changes_sort_flips_by_kind():
+    trace = trace_with_probabilities(PROBABILITIES)
+    assert prediction_changes(trace, [0, 0, 1]) == {"fixed": [0], "broken": [1, 2], "still_wrong": []}
+    three = trace_with_probabilities([[[0.1, 0.2, 0.7]], [[0.1, 0.7, 0.2]]])
+    assert prediction_changes(three, [0]) == {"fixed": [], "broken": [], "still_wrong": [0]}
+
+
+def test_flipped_predictions_show_only_the_changed_images():
+    task = two_class_task()
+    fig = flipped_predictions(task, trace_with_probabilities(PROBABILITIES))
+    images, labels = fig.data
+    assert np.asarray(images.z).shape == (SIZE + 44, 3 * 3 * SIZE)  # one row of three cells
+    assert labels.text[0] == ("really Alphabet 0 / char…<br>step 0: ✗ Alphabet 1 / char…"
+                              "<br>step 2: ✓ Alphabet 0 / char…")
+    assert "really Alphabet 0 / character00" in labels.hovertext[0]
+    assert np.asarray(flipped_predictions(task, trace_with_probabilities(PROBABILITIES), per_row=2).data[0].z).shape \
+        == (2 * (SIZE + 44), 2 * 3 * SIZE)  # two rows of two
+    assert labels.textfont.color == (RIGHT_COLOUR, WRONG_COLOUR, WRONG_COLOUR)
+    unchanged = trace_with_probabilities([PROBABILITIES[0], PROBABILITIES[0]])
+    assert flipped_predictions(task, unchanged) is None
+
+
+def test_upload_preview_shows_each_class_in_a_column_and_escapes_names():
+    image = np.zeros((SIZE, SIZE), np.float32)
+    fig = upload_preview({"<i>cat</i>": [image] * 3, "dog": [image] * 12}, max_per_class=8)
+    mosaic, labels = fig.data
+    assert np.asarray(mosaic.z).shape == (8 * STEP - 3, 2 * STEP - 3)
+    assert len(labels.text) == 11
+    assert fig.layout.xaxis.ticktext[0].startswith("&lt;i&gt;cat") and fig.layout.xaxis.ticktext[1] == "dog"
+    assert "<i>" not in " ".join(fig.layout.xaxis.ticktext) and "<i>" not in " ".join(labels.text)
