@@ -193,6 +193,17 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and value == value  # NaN != NaN
 
 
+def training_progress_text(extra: dict) -> str:
+    """Says plainly when a checkpoint was exported before its meta-training finished."""
+    done = extra.get("iterations_done")
+    planned = extra.get("train_config", {}).get("iterations")
+    if not done or not planned:
+        return "not recorded (imported model)" if "imported_from" in extra else "not recorded"
+    if done < planned:
+        return f"unfinished: {done:,} of {planned:,} iterations (a snapshot of a run still in progress)"
+    return f"complete ({done:,} iterations)"
+
+
 def created_text(created: str) -> str:
     """'2026-11-25T14:17:58+00:00' as '25 Nov 2026, 14:17 UTC'; anything else as it is."""
     try:

@@ -54,6 +54,7 @@ with st.container(border=True):
         "Layers that adapt": services.adapted_layers_text(checkpoint),
         "Classes come from": f"the {checkpoint.test_split} split, classes never seen in training"
         if not checkpoint.is_regression else "new random sine waves",
+        "Meta-training": services.training_progress_text(checkpoint.extra),
         "Created": services.created_text(checkpoint.created),
         "Content hash": f"`{services.short_hash(checkpoint.content_hash)}`",
         "File": f"`{checkpoint.path}`",

@@ -246,3 +246,13 @@ def test_upload_preview_shows_each_class_in_a_column_and_escapes_names():
     assert len(labels.text) == 11
     assert fig.layout.xaxis.ticktext[0].startswith("&lt;i&gt;cat") and fig.layout.xaxis.ticktext[1] == "dog"
     assert "<i>" not in " ".join(fig.layout.xaxis.ticktext) and "<i>" not in " ".join(labels.text)
+
+
+def test_training_progress_text_flags_unfinished_runs():
+    from metaviz.services import training_progress_text
+
+    assert "unfinished: 1,200 of 30,000" in training_progress_text(
+        {"iterations_done": 1200, "train_config": {"iterations": 30000}})
+    assert training_progress_text({"iterations_done": 600, "train_config": {"iterations": 600}}) == \
+        "complete (600 iterations)"
+    assert training_progress_text({}) == "not recorded"
