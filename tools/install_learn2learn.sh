@@ -13,6 +13,6 @@ trap 'rm -rf "$work"' EXIT
 tar -xzf "$work"/learn2learn-0.2.0.tar.gz -C "$work"
 source_dir="$work/learn2learn-0.2.0"
 rm -rf "$source_dir/.eggs"
-"$python" -m cython -3 --quiet "$source_dir"/learn2learn/data/{meta_dataset,task_dataset,transforms}.pyx
+"$python" -m cython -3 "$source_dir"/learn2learn/data/{meta_dataset,task_dataset,transforms}.pyx
 "$python" -m pip install --quiet --no-deps --no-build-isolation "$source_dir"
 "$python" -c "import learn2learn; print('learn2learn', learn2learn.__version__, 'installed')"
