@@ -31,7 +31,7 @@ st.caption("A meta-trained model: a starting point from which a few examples of 
            "enough to adapt it to that task.")
 
 with st.container(border=True):
-    columns = st.columns(4)
+    columns = st.columns([1, 1, 1.4, 1.2])
     columns[0].metric("Algorithm", services.ALGORITHM_NAMES.get(checkpoint.algorithm, checkpoint.algorithm),
                       help=services.ALGORITHM_DESCRIPTIONS.get(checkpoint.algorithm))
     columns[1].metric("Data", services.DATASET_NAMES.get(checkpoint.dataset, checkpoint.dataset),
@@ -45,7 +45,9 @@ with st.container(border=True):
     else:
         label = "Meta-test accuracy" if checkpoint.metrics["meta_test"].get("metric", "accuracy") == "accuracy" \
             else "Meta-test error"
-        columns[3].metric(label, meta_test[0], help=meta_test[1])
+        # The metric shows the mean only (a long value is cut off in narrow windows); the
+        # interval and how it was measured follow in full below.
+        columns[3].metric(label, meta_test[0].split(" ± ")[0], help=meta_test[1])
 
     st.markdown(services.task_shape_explained(checkpoint.ways, checkpoint.shots))
     details = {
@@ -54,6 +56,7 @@ with st.container(border=True):
         "Layers that adapt": services.adapted_layers_text(checkpoint),
         "Classes come from": f"the {checkpoint.test_split} split, classes never seen in training"
         if not checkpoint.is_regression else "new random sine waves",
+        **({"Meta-test score": f"{meta_test[0]}. {meta_test[1]}"} if meta_test else {}),
         "Meta-training": services.training_progress_text(checkpoint.extra),
         "Created": services.created_text(checkpoint.created),
         "Content hash": f"`{services.short_hash(checkpoint.content_hash)}`",
