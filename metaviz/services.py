@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,6 +102,27 @@ def find_checkpoints(directory: Path | None = None) -> list[CheckpointFile]:
         return []
     paths = sorted(path for path in directory.glob("*.safetensors") if path.is_file())
     return [CheckpointFile(path, read_header_metadata(path)) for path in paths]
+
+
+class CheckpointFolderError(ValueError):
+    """A folder the user named cannot give checkpoints; the message says why, in plain words."""
+
+
+def checkpoints_in_folder(folder: str) -> list[CheckpointFile]:
+    """The checkpoints in a folder the user named on the server (`~` allowed); a plain
+    CheckpointFolderError when it is missing, not a folder, unreadable or holds none."""
+    directory = Path(folder.strip()).expanduser()
+    try:
+        if not directory.exists():
+            raise CheckpointFolderError(f"There is no folder {directory} on the server.")
+        if not directory.is_dir():
+            raise CheckpointFolderError(f"{directory} is a file, not a folder.")
+        files = find_checkpoints(directory)
+    except OSError as error:  # no permission, a broken mount, a name too long
+        raise CheckpointFolderError(f"The folder {directory} cannot be read ({error.strerror or error}).") from None
+    if not files:
+        raise CheckpointFolderError(f"The folder {directory} holds no checkpoints (.safetensors files).")
+    return files
 
 
 def default_checkpoint(files: list[CheckpointFile]) -> CheckpointFile | None:
@@ -242,6 +264,52 @@ def markdown_text(text: str) -> str:
     line breaks become spaces, so it shows as typed and never as a link, image or markup."""
     return "".join("\\" + character if character in _MARKDOWN_SPECIAL else character
                    for character in " ".join(str(text).splitlines()))
+
+
+# --- restricting a sampled task to some alphabets or classes ----------------------------------
+
+GROUP_NOUNS = {"omniglot": ("alphabet", "alphabets"), "digits": ("digit", "digits")}
+
+
+def group_noun(dataset: str, count: int = 2) -> str:
+    """What the dataset calls a group of classes: 'alphabets' for Omniglot, 'digits' for digits."""
+    singular, plural_noun = GROUP_NOUNS.get(dataset, ("group", "groups"))
+    return singular if count == 1 else plural_noun
+
+
+def _names(names: Sequence[str]) -> str:
+    """Names as markdown-safe text ('Alphabet_of_the_Magi' as 'Alphabet of the Magi'): a link's
+    names are anybody's text."""
+    return ", ".join(markdown_text(name.replace("_", " ")) for name in names)
+
+
+def task_choice_problem(dataset: str, class_names: Sequence[str], class_groups: Sequence[str], ways: int,
+                        groups: Sequence[str] = (), classes: Sequence[str] = ()) -> str | None:
+    """Why these chosen groups or exact classes cannot give a `ways`-way task from a split
+    whose classes are `class_names` (in `class_groups`), as markdown; None when they can.
+    Chosen classes win over chosen groups, as in metaviz.tasks.sample_task."""
+    if classes:
+        unknown = [name for name in classes if name not in set(class_names)]
+        if unknown:
+            return f"These classes are not in this model's test data: {_names(unknown)}. Choose others."
+        if len(set(classes)) != len(classes):
+            return "A class is chosen twice; every class of a task must be different."
+        if len(classes) != ways:
+            return (f"This model tells apart exactly {ways} classes, and "
+                    f"{plural(len(classes), 'class is', 'classes are')} chosen. Choose {ways}, "
+                    "or clear the choice to draw them at random.")
+        return None
+    if groups:
+        nouns = group_noun(dataset)
+        unknown = [group for group in groups if group not in set(class_groups)]
+        if unknown:
+            return f"These {nouns} are not in this model's test data: {_names(unknown)}. Choose others."
+        available = sum(group in set(groups) for group in class_groups)
+        if available < ways:
+            return (f"The chosen {group_noun(dataset, len(groups))} ({_names(groups)}) "
+                    f"{'holds' if len(groups) == 1 else 'hold'} {plural(available, 'class', 'classes')}; "
+                    f"this model needs {ways}. Choose more {nouns}.")
+    return None
 
 
 def layer_label(layer: str) -> str:

@@ -22,8 +22,9 @@ if checkpoint is None:
                 "in the metaviz folder, then reload the page. Training takes a while on a laptop; add "
                 "`--iterations 500` for a rough model sooner.")
     st.code(services.train_command(directory), language="bash")
-    st.caption(f"A different folder can be used by setting the environment variable "
-               f"`{services.CHECKPOINT_DIR_VARIABLE}` before starting the dashboard.")
+    st.caption("Checkpoints kept elsewhere on this computer can be listed too: name their folder under "
+               "**Other checkpoint folder** in the sidebar. A different default folder can be set with the "
+               f"environment variable `{services.CHECKPOINT_DIR_VARIABLE}` before starting the dashboard.")
     st.stop()
 
 st.title(checkpoint.name)

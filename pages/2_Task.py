@@ -6,7 +6,8 @@ import streamlit as st
 from metaviz import services
 from metaviz.figures import MAX_NAMED_COLUMNS, readable_class_name, task_grid
 from pages._shared import (
-    LIMITS, TaskSettings, ensure_app, load_task, require_checkpoint, store_task_settings, task_settings,
+    LIMITS, TaskSettings, ensure_app, load_task, meta_test_classes, require_checkpoint, store_task_settings,
+    task_settings,
 )
 from pages._upload import SAMPLED, SOURCE_KEY, UPLOADED, upload_section
 
@@ -63,7 +64,38 @@ seed = columns[2].number_input("Task number (seed)", *LIMITS["seed"], key="task_
 columns[3].button("Draw another task" if source == SAMPLED else "Shuffle again", on_click=new_seed,
                   icon=":material/casino:")
 
-settings = TaskSettings(shots=int(shots), queries=int(queries), seed=int(seed))
+
+def class_choice() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The optional alphabets (digits) to draw from and exact classes, in a closed expander;
+    kept in the task settings, so in the link too."""
+    pool = meta_test_classes(checkpoint)
+    group_options = list(dict.fromkeys(pool.groups))
+    chosen_groups = st.session_state.get("task_groups_input", settings.groups)
+    # A stored choice can name what this data lacks (a link's typo, another checkpoint's data):
+    # a multiselect refuses values outside its options, so those are dropped here.
+    st.session_state["task_groups_input"] = [name for name in chosen_groups if name in group_options]
+    nouns = services.group_noun(checkpoint.dataset)
+    with st.expander(f"Choose {nouns} or classes (optional)", key="task_choice_expander"):
+        st.caption(f"Leave both empty to draw {checkpoint.ways} classes at random from all "
+                   f"{pool.num_classes} classes of the {checkpoint.test_split} split. Pick some {nouns} to draw "
+                   f"only from them, or pick exactly {checkpoint.ways} classes to fix the task's classes: the task "
+                   "number then only decides which images of them are shown.")
+        left, right = st.columns(2)
+        groups = left.multiselect(f"Only these {nouns}", group_options, key="task_groups_input",
+                                  format_func=lambda name: name.replace("_", " "), placeholder=f"All {nouns}")
+        class_options = [name for name, group in zip(pool.class_names, pool.groups) if not groups or group in groups]
+        chosen_classes = st.session_state.get("task_classes_input", settings.classes)
+        st.session_state["task_classes_input"] = [name for name in chosen_classes if name in class_options]
+        classes = right.multiselect(f"Exactly these {checkpoint.ways} classes", class_options,
+                                    key="task_classes_input", max_selections=checkpoint.ways,
+                                    format_func=readable_class_name, placeholder="Drawn at random",
+                                    help="In the order picked: the first is class 1 of the task, and so on."
+                                    + (f" Only classes of the chosen {nouns} are listed." if groups else ""))
+    return tuple(groups), tuple(classes)
+
+
+groups, classes = class_choice() if source == SAMPLED and not regression else (settings.groups, settings.classes)
+settings = TaskSettings(shots=int(shots), queries=int(queries), seed=int(seed), groups=groups, classes=classes)
 store_task_settings(settings)
 
 if source == UPLOADED:
@@ -80,8 +112,16 @@ else:
     task = load_task(checkpoint, settings)
     numbered = task.ways > MAX_NAMED_COLUMNS  # the grid numbers its columns instead of naming them
     names = [readable_class_name(name) for name in task.class_names]
-    classes = "; ".join(f"{index + 1} = **{name}**" if numbered else f"**{name}**" for index, name in enumerate(names))
-    st.markdown(f"Classes in this task: {classes}, from the {checkpoint.test_split} split "
+    class_list = "; ".join(f"{index + 1} = **{name}**" if numbered else f"**{name}**"
+                           for index, name in enumerate(names))
+    if settings.classes:
+        origin = f"chosen by hand from the {checkpoint.test_split} split"
+    elif settings.groups:
+        chosen = ", ".join(services.markdown_text(name.replace("_", " ")) for name in settings.groups)
+        origin = f"drawn only from {chosen} in the {checkpoint.test_split} split"
+    else:
+        origin = f"from the {checkpoint.test_split} split"
+    st.markdown(f"Classes in this task: {class_list}, {origin} "
                 "(the model never saw them during training). Each column is one class.")
 
 st.plotly_chart(task_grid(task), width="stretch", config={"displayModeBar": False})

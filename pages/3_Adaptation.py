@@ -44,7 +44,9 @@ if checkpoint.is_regression:
     st.markdown(f"Task number {settings.seed}: {services.plural(settings.shots, 'given point')}, "
                 f"{services.plural(settings.queries, 'point')} to predict.")
 else:
-    source = "Your uploaded images" if using_upload() else f"Task number {settings.seed}"
+    chosen = " (classes chosen by hand)" if settings.classes else \
+        f" (from the chosen {services.group_noun(checkpoint.dataset)})" if settings.groups else ""
+    source = "Your uploaded images" if using_upload() else f"Task number {settings.seed}{chosen}"
     st.markdown(f"{source}: {services.plural(task.support_x.shape[0] // task.ways, 'example')} and "
                 f"{services.plural(task.query_x.shape[0] // task.ways, 'new image')} per class.")
 if not layers:

@@ -24,6 +24,7 @@ from metaviz import services
 if TYPE_CHECKING:
     from metaviz.adaptation import AdaptationTrace
     from metaviz.checkpoints import Checkpoint
+    from metaviz.data import ImageClasses
     from metaviz.tasks import Task
 
 CHECKPOINT_KEY = "checkpoint_path"  # the sidebar picker's widget key (app.py renders it on every page)
@@ -115,6 +116,17 @@ class TaskSettings:
     shots: int
     queries: int
     seed: int
+    groups: tuple[str, ...] = ()  # draw the classes from these alphabets (digits: "digit 7") only
+    classes: tuple[str, ...] = ()  # exactly these classes, in label order (wins over groups)
+
+    def restriction(self) -> dict:
+        """sample_task's `groups`/`classes` arguments: only the ones the user chose."""
+        if self.classes:
+            return {"classes": self.classes}
+        return {"groups": self.groups} if self.groups else {}
+
+
+CHOICE_FIELDS = ("groups", "classes")  # the task settings that name classes; the link repeats them
 
 
 def remembered_number_input(container, label: str, key: str, default: float, **kwargs) -> float:
@@ -141,27 +153,41 @@ def _from_link(field: str, default: int) -> int:
 
 
 def task_settings(checkpoint: Checkpoint) -> TaskSettings:
-    """This session's task settings: set from the page link on the first visit, else the checkpoint's."""
+    """This session's task settings: set from the page link on the first visit, else the checkpoint's.
+
+    Chosen alphabets or classes belong to one dataset: another checkpoint's data forgets them."""
     stored = st.session_state.get(TASK_SETTINGS_KEY)
     if stored is None:
         defaults = {"shots": _clamp("shots", checkpoint.shots),
                     "queries": _clamp("queries", max(checkpoint.queries, services.DEFAULT_QUERIES)), "seed": 0}
         stored = {field: _from_link(field, default) for field, default in defaults.items()}
-        st.session_state[TASK_SETTINGS_KEY] = stored
-    return TaskSettings(**stored)
+        stored |= {field: tuple(st.query_params.get_all(field)) for field in CHOICE_FIELDS}
+        stored["dataset"] = checkpoint.dataset
+    if stored.get("dataset") != checkpoint.dataset or checkpoint.is_regression:
+        stored = {**stored, "groups": (), "classes": (), "dataset": checkpoint.dataset}
+    st.session_state[TASK_SETTINGS_KEY] = stored
+    return TaskSettings(shots=stored["shots"], queries=stored["queries"], seed=stored["seed"],
+                        groups=tuple(stored["groups"]), classes=tuple(stored["classes"]))
 
 
 def store_task_settings(settings: TaskSettings) -> None:
     """Keeps the settings for other pages and mirrors them in the page link, so a link re-creates the task."""
-    st.session_state[TASK_SETTINGS_KEY] = asdict(settings)
-    st.query_params.update({field: str(value) for field, value in asdict(settings).items()})
+    stored = asdict(settings)
+    st.session_state[TASK_SETTINGS_KEY] = {**st.session_state.get(TASK_SETTINGS_KEY, {}), **stored}
+    st.query_params.update({field: str(stored.pop(field)) for field in ("shots", "queries", "seed")})
+    for field, names in stored.items():  # groups, classes: the key repeats, once per name (?classes=a&classes=b)
+        if names:
+            st.query_params[field] = list(names)
+        else:
+            st.query_params.pop(field, None)
 
 
 # --- task and adaptation ----------------------------------------------------------------------
 
 
-def _load_data_with_progress(dataset: str, split: str) -> None:
-    """Fills metaviz.data's in-memory cache; a progress bar appears only for a real download or decode."""
+def _load_data_with_progress(dataset: str, split: str) -> ImageClasses:
+    """The split's classes from metaviz.data's in-memory cache; a progress bar appears only for
+    a real download or decode."""
     from metaviz.data import load_classes
 
     bar = None
@@ -174,34 +200,55 @@ def _load_data_with_progress(dataset: str, split: str) -> None:
             bar.progress(fraction, text=message)
 
     try:
-        load_classes(dataset, split, progress=progress)
+        return load_classes(dataset, split, progress=progress)
     finally:
         if bar is not None:
             bar.empty()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def sampled_task(dataset: str, split: str, ways: int, shots: int, queries: int, seed: int) -> Task:
+def sampled_task(dataset: str, split: str, ways: int, shots: int, queries: int, seed: int,
+                 groups: tuple[str, ...] | None = None, classes: tuple[str, ...] | None = None) -> Task:
     from metaviz.tasks import sample_task
 
-    return sample_task(dataset, split, ways=ways, shots=shots, queries=queries, seed=seed)
+    return sample_task(dataset, split, ways=ways, shots=shots, queries=queries, seed=seed,
+                       groups=groups, classes=classes)
 
 
-def load_task(checkpoint: Checkpoint, settings: TaskSettings) -> Task:
-    """The task these settings describe, from the checkpoint's meta-test split; on failure a
+def meta_test_classes(checkpoint: Checkpoint) -> ImageClasses:
+    """The classes of the checkpoint's meta-test split (an image checkpoint's); on failure a
     plain message and the page stops."""
     from metaviz.data import DataError, DataNotFoundError
 
     try:
-        if not checkpoint.is_regression:
-            _load_data_with_progress(checkpoint.dataset, checkpoint.test_split)
-        return sampled_task(checkpoint.dataset, checkpoint.test_split, checkpoint.ways,
-                            settings.shots, settings.queries, settings.seed)
+        return _load_data_with_progress(checkpoint.dataset, checkpoint.test_split)
     except DataNotFoundError as error:
         st.error(f"The {services.DATASET_NAMES.get(checkpoint.dataset, checkpoint.dataset)} images are not "
                  f"available. {error}")
     except (DataError, ValueError) as error:
         st.error(f"This task cannot be built: {error}")
+    st.stop()
+
+
+def load_task(checkpoint: Checkpoint, settings: TaskSettings) -> Task:
+    """The task these settings describe, from the checkpoint's meta-test split; on failure a
+    plain message and the page stops."""
+    from metaviz.data import DataError
+
+    restriction = {}
+    if not checkpoint.is_regression:
+        pool = meta_test_classes(checkpoint)
+        problem = services.task_choice_problem(checkpoint.dataset, pool.class_names, pool.groups, checkpoint.ways,
+                                               settings.groups, settings.classes)
+        if problem:
+            st.error(problem, icon=":material/error:")
+            st.stop()
+        restriction = settings.restriction()
+    try:
+        return sampled_task(checkpoint.dataset, checkpoint.test_split, checkpoint.ways,
+                            settings.shots, settings.queries, settings.seed, **restriction)
+    except (DataError, ValueError) as error:
+        st.error(f"This task cannot be built: {services.markdown_text(error)}")
     st.stop()
 
 

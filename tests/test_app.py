@@ -24,7 +24,7 @@ def write_checkpoint(directory: Path, name: str = "digits-test", dataset: str = 
     """An untrained checkpoint file in `directory`, with training curves and a meta-test score."""
     torch.manual_seed(0)
     regression = dataset == "sinusoid"
-    config = MLPConfig() if regression else ConvNetConfig()
+    config = MLPConfig() if regression else ConvNetConfig(out_features=overrides.get("ways", 5))
     model = build_model(config)
     values = dict(
         name=name, model_config=model_config_to_dict(config),
@@ -388,3 +388,180 @@ def test_choosing_upload_without_images_points_back_to_the_task_page(checkpoint_
     visit(app, "pages/3_Adaptation.py")
     assert "No images have been uploaded yet." in all_text(app)
     assert not app.error
+
+
+# --- a second checkpoint folder ------------------------------------------------------------------
+
+
+def name_folder(app: AppTest, folder) -> AppTest:
+    app.text_input(key="other_checkpoint_folder_input").set_value(str(folder)).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_a_checkpoint_from_another_folder_joins_the_picker(checkpoint_dir, tmp_path):
+    write_checkpoint(checkpoint_dir)
+    elsewhere = tmp_path / "colleague models"
+    elsewhere.mkdir()
+    other = write_checkpoint(elsewhere, name="their-digits")
+    app = name_folder(start(), elsewhere)
+    assert not app.warning
+    picker = app.selectbox(key="checkpoint_path")
+    assert picker.options == ["digits-test", "their-digits · colleague models/"]  # marked with its folder
+    assert picker.value == str(checkpoint_dir / "digits-test.safetensors")  # naming a folder changes no choice
+    picker.set_value(str(other)).run()
+    assert not app.exception and not app.error
+    assert app.title[0].value == "their-digits"
+    assert any("· from" in caption.value and "colleague models" in caption.value for caption in app.sidebar.caption)
+    for page in PAGES[1:]:  # the folder and the choice are kept while the user moves on
+        visit(app, page)
+        assert not app.error
+        assert app.selectbox(key="checkpoint_path").value == str(other)
+        assert app.text_input(key="other_checkpoint_folder_input").value == str(elsewhere)
+
+
+def test_the_usual_folder_named_again_lists_its_checkpoints_once(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = name_folder(start(), checkpoint_dir)
+    assert app.selectbox(key="checkpoint_path").options == ["digits-test"]
+    assert not app.warning
+
+
+def test_a_folder_alone_is_enough(checkpoint_dir, tmp_path):
+    write_checkpoint(tmp_path, name="lonely")
+    app = name_folder(start(), tmp_path)
+    assert app.title[0].value == "lonely"
+
+
+@pytest.mark.parametrize("folder, message", [
+    ("absent", "There is no folder"),
+    ("a-file.txt", "is a file, not a folder"),
+    ("empty", "holds no checkpoints"),
+])
+def test_a_folder_without_checkpoints_warns(checkpoint_dir, tmp_path, folder, message):
+    write_checkpoint(checkpoint_dir)
+    (tmp_path / "a-file.txt").write_text("hello")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "model.pt").write_bytes(b"never unpickled")
+    app = name_folder(start(), tmp_path / folder)
+    assert len(app.warning) == 1 and message in app.warning[0].value
+    assert not app.error
+    assert app.selectbox(key="checkpoint_path").options == ["digits-test"]
+    assert app.title[0].value == "digits-test"  # the page goes on with the usual checkpoints
+    app.text_input(key="other_checkpoint_folder_input").set_value("").run()
+    assert not app.warning
+
+
+def test_checkpoints_in_folder(tmp_path):
+    with pytest.raises(services.CheckpointFolderError, match="There is no folder"):
+        services.checkpoints_in_folder(str(tmp_path / "absent"))
+    write_checkpoint(tmp_path, name="found")
+    assert [file.name for file in services.checkpoints_in_folder(f"  {tmp_path}  ")] == ["found"]
+
+
+# --- a task from chosen alphabets (digits) or classes ----------------------------------------------
+
+
+def link_values(app: AppTest, key: str) -> list[str]:
+    value = app.query_params.get(key, [])
+    return [value] if isinstance(value, str) else list(value)
+
+
+def task_classes_text(app: AppTest) -> str:
+    return next(element.value for element in app.markdown if element.value.startswith("Classes in this task"))
+
+
+def test_a_task_from_one_digit(checkpoint_dir):
+    write_checkpoint(checkpoint_dir, name="two-way", ways=2)
+    app = visit(start(), "pages/2_Task.py")
+    app.multiselect(key="task_groups_input").set_value(["digit 7"]).run()
+    assert not app.exception and not app.error
+    text = task_classes_text(app)
+    assert "**digit 7**" in text and "**digit 7, turned 90°**" in text
+    assert "drawn only from digit 7 in the test split" in text
+    assert link_values(app, "groups") == ["digit 7"]
+    # Only that digit's classes are offered for an exact choice.
+    assert app.multiselect(key="task_classes_input").options == ["digit 7", "digit 7, turned 90°"]
+    figure = task_figure(app)
+    linked = visit(start(groups="digit 7", checkpoint="two-way"), "pages/2_Task.py")
+    assert linked.multiselect(key="task_groups_input").value == ["digit 7"]
+    assert task_figure(linked) == figure
+    visit(app, "pages/3_Adaptation.py")
+    assert not app.error
+    assert "Task number 0 (from the chosen digits)" in all_text(app)
+    visit(app, "pages/2_Task.py")
+    assert app.multiselect(key="task_groups_input").value == ["digit 7"]  # kept while the user looked elsewhere
+
+
+CHOSEN = ["digit 9", "digit 6 (rot 90)", "digit 8", "digit 7", "digit 6"]
+
+
+def test_a_task_from_exact_classes_and_its_link(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(), "pages/2_Task.py")
+    key = services.file_sha256(checkpoint_dir / "digits-test.safetensors")[:12]
+    visit(app, "pages/3_Adaptation.py")
+    random_task = app.get("plotly_chart")[1].proto.spec
+    visit(app, "pages/2_Task.py")
+    app.multiselect(key="task_classes_input").set_value(CHOSEN).run()
+    assert not app.exception and not app.error
+    assert task_classes_text(app).startswith(
+        "Classes in this task: **digit 9**; **digit 6, turned 90°**; **digit 8**; **digit 7**; **digit 6**, "
+        "chosen by hand from the test split")
+    assert link_values(app, "classes") == CHOSEN
+    figure = task_figure(app)
+    visit(app, "pages/3_Adaptation.py")  # a new task, so a new adaptation (its cache key names the classes)
+    assert not app.error
+    assert "Task number 0 (classes chosen by hand)" in all_text(app)
+    assert app.get("plotly_chart")[1].proto.spec != random_task
+    assert app.slider(key=f"step_{key}_3").value == 3
+    linked = visit(start(classes=CHOSEN, checkpoint="digits-test"), "pages/2_Task.py")
+    assert linked.multiselect(key="task_classes_input").value == CHOSEN
+    assert task_figure(linked) == figure
+    linked.multiselect(key="task_classes_input").set_value([]).run()
+    assert "from the test split" in task_classes_text(linked)
+    assert link_values(linked, "classes") == []
+
+
+def test_unusable_choices_are_plain_errors(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(), "pages/2_Task.py")
+    app.multiselect(key="task_groups_input").set_value(["digit 7"]).run()
+    assert not app.exception
+    assert len(app.error) == 1
+    assert "The chosen digit (digit 7) holds 2 classes; this model needs 5. Choose more digits" \
+        in app.error[0].value
+    visit(app, "pages/3_Adaptation.py")  # the same message where the task is used
+    assert "holds 2 classes" in app.error[0].value
+    visit(app, "pages/2_Task.py")
+    app.multiselect(key="task_groups_input").set_value(["digit 7", "digit 8", "digit 9"]).run()
+    assert not app.error
+    assert set(link_values(app, "groups")) == {"digit 7", "digit 8", "digit 9"}
+    app.multiselect(key="task_classes_input").set_value(["digit 7", "digit 8"]).run()
+    assert "tells apart exactly 5 classes, and 2 classes are chosen" in app.error[0].value
+    assert "Traceback" not in all_text(app)
+
+
+def test_a_link_naming_unknown_classes_is_a_plain_message(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(classes=["digit 1", "nonsense"], groups="digit 42"), "pages/3_Adaptation.py")
+    assert not app.exception
+    assert "These classes are not in this model's test data" in app.error[0].value
+    visit(app, "pages/2_Task.py")  # the Task page drops what the data lacks, and samples as usual
+    assert not app.error
+    assert app.multiselect(key="task_classes_input").value == []
+    assert "from the test split" in task_classes_text(app)
+
+
+def test_task_choice_problem():
+    names = ("digit 7", "digit 7 (rot 90)", "digit 8")
+    groups = ("digit 7", "digit 7", "digit 8")
+    assert services.task_choice_problem("digits", names, groups, 2) is None
+    assert services.task_choice_problem("digits", names, groups, 2, groups=["digit 7"]) is None
+    assert "holds 1 class; this model needs 2" in services.task_choice_problem("digits", names, groups, 2,
+                                                                             groups=["digit 8"])
+    assert services.task_choice_problem("digits", names, groups, 2, groups=["digit 8"],
+                                        classes=["digit 8", "digit 7"]) is None  # classes win
+    assert "chosen twice" in services.task_choice_problem("digits", names, groups, 2, classes=["digit 8"] * 2)
+    assert "not in this model's test data: Latin" in services.task_choice_problem(
+        "omniglot", names, groups, 2, groups=["Latin"])

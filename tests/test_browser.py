@@ -257,3 +257,51 @@ def test_the_main_path_sample_upload_adapt(server_url, page):
     page.get_by_text(re.compile(r"Step (\d+) of \1 \(after")).first.wait_for()
     idle(page)
     screenshot(page, "adaptation")
+
+
+def test_a_task_from_chosen_digits_and_another_checkpoint_folder(server_url, page, tmp_path):
+    page.set_viewport_size({"width": 1300, "height": 900})
+    page.goto(f"{server_url}/Task")
+    settled(page, "Classes in this task")
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+
+    # Restrict the draw to some digits: too few classes is a plain message; then the task, its
+    # text and its link follow the choice.
+    page.get_by_text("Choose digits or classes (optional)").click()
+    page.wait_for_function("() => document.getAnimations().length === 0")  # a list opened mid-slide closes
+    digits = page.locator("[data-testid='stMultiSelect']").filter(has_text="Only these digits")
+
+    def choose(digit: str) -> None:
+        digits.get_by_role("button", name="Open").click()
+        page.get_by_role("option", name=digit, exact=True).click()
+        page.keyboard.press("Escape")
+        idle(page)
+
+    choose("digit 7")
+    choose("digit 8")
+    settled(page, "The chosen digits (digit 7, digit 8) hold 4 classes; this model needs 5.")
+    choose("digit 9")
+    settled(page, "drawn only from digit 7, digit 8, digit 9 in the test split")
+    assert "groups=digit+7&groups=digit+8&groups=digit+9" in page.url
+    assert "digit 6" not in page.locator("[data-testid='stMarkdown']").filter(has_text="Classes in this task").inner_text()
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    assert_clean(page)
+    screenshot(page, "task-choice", readme=False)
+
+    # A folder named in the sidebar adds its checkpoints to the picker, marked with the folder.
+    elsewhere = tmp_path / "shared models"
+    elsewhere.mkdir()
+    write_checkpoint(elsewhere, name="their-digits")
+    page.get_by_text("Other checkpoint folder").click()
+    field = page.get_by_role("textbox", name="Folder on the server")
+    field.fill(str(elsewhere))
+    field.press("Enter")
+    idle(page)
+    page.get_by_role("combobox", name="Checkpoint").click()
+    page.get_by_role("option", name="their-digits · shared models/").click()
+    settled(page, "· from")
+    assert "Digits, 5-way 1-shot · from" in body_text(page)
+    field.fill(str(tmp_path / "absent"))
+    field.press("Enter")
+    settled(page, "There is no folder")
+    assert_clean(page)
