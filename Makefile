@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
 PORT ?= 8501
 
-.PHONY: run test test-fast benchmarks clean-venv
+.PHONY: run test test-fast screenshots benchmarks clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,15 @@ test: $(TEST_STAMP)
 test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not browser and not slow"
 
+# Re-takes README's screenshots (docs/screenshots/) in the browser test.
+screenshots: $(TEST_STAMP)
+	METAVIZ_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser.py
+
 benchmarks: $(TEST_STAMP)
-	$(PY) benchmarks/adaptation.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/adaptation.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/pages.py --threads 1
+	OMP_NUM_THREADS=1 $(PY) benchmarks/explain.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,7 +1,8 @@
 """The dashboard in a real browser: `streamlit run app.py` driven by headless Chromium.
 
-Screenshots of every page land in test-artifacts/ (gitignored) for a human to look at; the
-main path's screenshots are also copied to docs/screenshots/ for the README. The server gets
+Screenshots of every page land in test-artifacts/ (gitignored) for a human to look at; with
+METAVIZ_UPDATE_SCREENSHOTS=1 (`make screenshots`) the main path's screenshots also replace
+docs/screenshots/ for the README, so a plain test run never changes tracked files. The server gets
 a temporary checkpoint folder with an untrained test checkpoint and, when it has been trained,
 a copy of the shipped digits checkpoint (it sorts first, so the screenshots show a trained
 model); every assertion holds for either.
@@ -185,7 +186,7 @@ def screenshot(page, name: str, readme: bool = True, width: int = 1300) -> None:
     page.wait_for_timeout(300)  # one layout pass for plotly's resize (not a wait on the app)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size({"width": width, "height": 900})
-    if readme:
+    if readme and os.environ.get("METAVIZ_UPDATE_SCREENSHOTS") == "1":  # `make screenshots`
         from PIL import Image
 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
