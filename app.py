@@ -82,6 +82,7 @@ navigation = st.navigation([
     st.Page("pages/1_Checkpoint.py", title="Checkpoint", icon=":material/badge:", default=True),
     st.Page("pages/2_Task.py", title="Task", icon=":material/grid_view:"),
     st.Page("pages/3_Adaptation.py", title="Adaptation", icon=":material/trending_down:"),
+    st.Page("pages/4_Saliency.py", title="Saliency", icon=":material/visibility:"),
 ])
 with st.sidebar:
     st.caption("metaviz shows how a meta-learned model learns a new task from a handful of examples, "

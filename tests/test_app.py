@@ -14,7 +14,7 @@ from metaviz.checkpoints import Checkpoint, save_checkpoint
 from metaviz.models import ConvNetConfig, MLPConfig, build_model, model_config_to_dict
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ("pages/1_Checkpoint.py", "pages/2_Task.py", "pages/3_Adaptation.py")
+PAGES = ("pages/1_Checkpoint.py", "pages/2_Task.py", "pages/3_Adaptation.py", "pages/4_Saliency.py")
 HISTORY = {"iteration": [50, 100, 150], "meta_loss": [1.5, 1.1, 0.8], "meta_accuracy": [0.4, 0.6, 0.7],
            "val_iteration": [100, 150], "val_metric": [0.55, 0.65]}
 META_TEST = {"metric": "accuracy", "mean": 0.712, "ci95": 0.021, "tasks": 600, "steps": 3}
@@ -81,9 +81,12 @@ def test_every_page_renders(checkpoint_dir, dataset):
         "pages/2_Task.py": ["Task number (seed)"] if dataset == "sinusoid" else ["Classes in this task", "digit"],
         "pages/3_Adaptation.py": ["after 3 steps"] if dataset == "sinusoid" else
         ["after 3 steps", "Step by step", "Answers that changed between step 0 and step 3"],
+        "pages/4_Saliency.py": ["Saliency maps explain image models"] if dataset == "sinusoid" else
+        ["What the model looks at in each new image", "Can this map be trusted?", "deletion area"],
     }
     figures = {"pages/1_Checkpoint.py": {1}, "pages/2_Task.py": {1},
-               "pages/3_Adaptation.py": {1} if dataset == "sinusoid" else {2, 3}}  # 3 when an answer changed
+               "pages/3_Adaptation.py": {1} if dataset == "sinusoid" else {2, 3},  # 3 when an answer changed
+               "pages/4_Saliency.py": {0} if dataset == "sinusoid" else {2}}  # maps, deletion/insertion
     for page in PAGES:
         visit(app, page)
         text = all_text(app) + " ".join(widget.label for widget in app.number_input)
@@ -565,3 +568,38 @@ def test_task_choice_problem():
     assert "chosen twice" in services.task_choice_problem("digits", names, groups, 2, classes=["digit 8"] * 2)
     assert "not in this model's test data: Latin" in services.task_choice_problem(
         "omniglot", names, groups, 2, groups=["Latin"])
+
+
+def test_saliency_follows_method_step_and_the_randomisation_button(checkpoint_dir):
+    write_checkpoint(checkpoint_dir)
+    app = visit(start(), "pages/4_Saliency.py")
+    key = services.file_sha256(checkpoint_dir / "digits-test.safetensors")[:12]
+    assert app.selectbox(key="saliency_method").value == "Saliency"
+    assert app.slider(key=f"saliency_step_{key}_3").value == 3  # opens at the last step
+    assert "makes no promise that its map adds up" in all_text(app)
+    first = app.get("plotly_chart")[0].proto.spec
+
+    app.selectbox(key="saliency_method").set_value("Integrated Gradients").run()
+    assert not app.exception and not app.error
+    assert "they add up within 1% for" in all_text(app)  # the completeness check, in words
+    integrated = app.get("plotly_chart")[0].proto.spec
+    assert integrated != first
+
+    app.slider(key=f"saliency_step_{key}_3").set_value(1).run()
+    assert not app.exception and not app.error
+    assert "After step 1" in app.get("plotly_chart")[0].proto.spec
+    assert "At step 1 they add up" in all_text(app)
+
+    assert not app.success and not app.warning  # the randomisation test waits for its button
+    app.button(key="saliency_randomise").click().run()
+    assert not app.exception and not app.error
+    verdicts = [element.value for element in list(app.success) + list(app.warning)]
+    assert len(verdicts) == 1 and verdicts[0].startswith("Verdict for Integrated Gradients: ")
+    assert len(app.get("plotly_chart")) == 3  # maps, randomisation, deletion/insertion
+    app.selectbox(key="saliency_sign").set_value("all").run()
+    assert len(app.success) + len(app.warning) == 1  # the result stays on screen across reruns
+
+    app.radio(key="saliency_explain").set_value("A class I choose").run()
+    app.selectbox(key="saliency_class").set_value(2).run()
+    assert not app.exception and not app.error
+    assert "the maps explain the class digit" in all_text(app)

@@ -36,6 +36,7 @@ PAGES = [
     ("", "checkpoint", "Task shape"),
     ("Task", "task", "Classes in this task"),
     ("Adaptation", "adaptation", "New images recognised before adapting"),
+    ("Saliency", "saliency", "Does removing the pixels it points at change the answer?"),
 ]
 
 
@@ -148,6 +149,8 @@ def test_every_page_in_the_browser(server_url, page):
         for problem in ("Traceback", "Error", "Page not found"):
             assert problem not in text, f"/{path} shows {problem!r}:\n{text}"
         page.screenshot(path=str(ARTIFACTS / f"visit-{name}.png"), full_page=True)
+        if path == "Saliency":  # a long page: the whole of it, for a human to look at
+            screenshot(page, "saliency", readme=False)
 
 
 def drawings_zip() -> bytes:
@@ -252,7 +255,7 @@ def test_the_main_path_sample_upload_adapt(server_url, page):
     idle(page)
     assert "Answers that changed between step 0 and step" in body_text(page)
     assert_clean(page)
-    page.get_by_text("▶ Play all steps").click()  # the chart's own animation runs to the last step
+    page.get_by_text("▶ Play all steps").first.click()  # (a rerun may briefly show two) the chart's own animation runs to the last step
     page.get_by_text(re.compile(r"Step (\d+) of \1 \(after")).first.wait_for()
     slider.press("End")
     page.get_by_text(re.compile(r"Step (\d+) of \1 \(after")).first.wait_for()

@@ -1,0 +1,111 @@
+"""What the model looks at in each new image, before and after adapting, and whether to trust the map."""
+import streamlit as st
+
+from metaviz import services
+from metaviz.explain import METHODS, SIMILAR
+from metaviz.explain_figures import SIGNS, faithfulness_figure, randomisation_figure, saliency_grid
+from metaviz.figures import readable_class_name
+from pages._shared import (
+    current_task, ensure_app, require_checkpoint, run_adaptation, store_task_settings, task_key, task_settings,
+)
+from pages._saliency import attributions, faithfulness, randomisation, randomisation_done
+
+ensure_app()
+
+checkpoint = require_checkpoint()
+settings = task_settings(checkpoint)
+store_task_settings(settings)
+
+st.title("Saliency")
+st.caption("Which pixels of each new image the model's answer rests on, how adapting to the task changed "
+           "that, and checks that say whether the map itself can be trusted.")
+if checkpoint.is_regression:
+    st.info("Saliency maps explain image models; this checkpoint predicts numbers from numbers.")
+    st.stop()
+
+# The adaptation settings are the Adaptation page's (kept per checkpoint), else the checkpoint's.
+key = services.short_hash(checkpoint.content_hash)
+steps = int(st.session_state.get(f"steps_{key}", checkpoint.inner_steps))
+lr = float(st.session_state.get(f"lr_{key}", checkpoint.inner_lr))
+layers = tuple(st.session_state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
+task = current_task(checkpoint, settings)
+trace = run_adaptation(checkpoint, task, steps, lr, layers)
+st.markdown(f"The model adapts with {services.plural(steps, 'step')} of size {lr:g} "
+            "(change this on the Adaptation page).")
+
+columns = st.columns([2, 1, 2])
+method = columns[0].selectbox("Method", list(METHODS), key="saliency_method",
+                              format_func=lambda name: f"{name}: {METHODS[name].summary}")
+step = columns[1].slider("Adaptation step", 0, steps, value=steps, key=f"saliency_step_{key}_{steps}",
+                         help="0 is the meta-trained model before it has seen this task's examples.") if steps else 0
+explain = columns[2].radio("Explain", ["The class the model answers", "A class I choose"], horizontal=True,
+                           key="saliency_explain")
+target = None
+if explain == "A class I choose":
+    target = columns[2].selectbox("Class", range(task.ways), key="saliency_class",
+                                  format_func=lambda label: readable_class_name(task.class_names[label]))
+st.caption(f"{method}: {METHODS[method].summary}")
+display = st.columns(2)
+sign = display[0].selectbox("Show", SIGNS, key="saliency_sign",
+                            format_func={"absolute_value": "strength only (either direction)",
+                                         "positive": "evidence for the class only",
+                                         "all": "for (red) and against (blue)"}.get)
+outlier_perc = display[1].number_input("Clip the strongest pixels (%)", 0.0, 20.0, 2.0, 0.5, key="saliency_outliers",
+                                       help="The strongest pixels of each map are clipped, so a few extreme "
+                                            "ones do not make the rest invisible (captum's outlier_perc).")
+
+identity = (checkpoint.path, checkpoint.content_hash, task_key(task), steps, lr, layers, method)
+with st.spinner(f"Computing {method} maps…"):
+    before = attributions(*identity, 0, target, task)
+    after = attributions(*identity, step, target, task)
+probabilities = trace.query_probabilities
+predicted_before, predicted_after = probabilities[0].argmax(-1), probabilities[step].argmax(-1)
+explained = "the class the model answers at each step" if target is None else \
+    f"the class {readable_class_name(task.class_names[target])}"
+st.subheader("What the model looks at in each new image")
+st.caption(f"Each column is one new image; the maps explain {explained}. Under each map: the model's answer at "
+           "that step and how sure it is. The last row is the step's map minus step 0's: red where the model "
+           "puts more weight after adapting, blue where it puts less.")
+st.plotly_chart(saliency_grid(
+    task.query_x.numpy(), before.values, after.values, step, task.class_names, predicted_before, predicted_after,
+    probabilities[0].max(-1), probabilities[step].max(-1), sign=sign, outlier_perc=float(outlier_perc)),
+    width="stretch", config={"displayModeBar": False})
+
+st.header("Can this map be trusted?")
+st.subheader("Does it add up?")
+if after.completeness is None:
+    st.markdown(f"{method} makes no promise that its map adds up to the model's score, so there is nothing to "
+                "check here (Integrated Gradients and DeepLift make one).")
+else:
+    errors = 100 * after.completeness
+    within = int((errors <= 1).sum())
+    st.markdown(f"Integrated Gradients and DeepLift promise that the pixels' shares add up to the change in the "
+                f"model's score from a {after.settings.get('baseline', 'black')} page to the image. At step {step} "
+                f"they add up within 1% for {within} of {services.plural(len(errors), 'image')}; the worst misses "
+                f"by {errors.max():.1f}%." + ("" if errors.max() <= 1 else
+                                                " Read the maps of images that miss by much with care."))
+
+st.subheader("Does it depend on what the model learned?")
+st.caption("The randomisation test (Adebayo et al. 2018): the trained weights are replaced by random ones, layer "
+           "by layer from the output down, and the maps recomputed. A map that stays the same cannot be "
+           "explaining what the model learned.")
+targets = after.targets
+if st.button("Run the randomisation test", key="saliency_randomise") or randomisation_done(*identity, step, targets):
+    bar = st.progress(0.0, text="Randomising the layers…")
+    result = randomisation(*identity, step, tuple(int(t) for t in targets), task,
+                           lambda done, total: bar.progress(done / total, text=f"{done} of {total} maps"))
+    bar.empty()
+    st.plotly_chart(randomisation_figure(result.layers, result.spearman, result.spearman_abs, result.ssim, SIMILAR),
+                    width="stretch", config={"displayModeBar": False})
+    (st.success if result.passed else st.warning)(f"Verdict for {method}: {result.verdict}.")
+
+st.subheader("Does removing the pixels it points at change the answer?")
+curves = faithfulness(*identity, step, target, task)
+deletion, random_deletion = float(curves.area("deletion").mean()), float(curves.area("random_deletion").mean())
+st.plotly_chart(faithfulness_figure(curves.fractions, curves.deletion, curves.insertion, curves.random_deletion,
+                                    curves.random_insertion), width="stretch", config={"displayModeBar": False})
+st.caption("Pixels are blacked out (deletion) or revealed on a black page (insertion), most important first. "
+           "A trustworthy map's deletion curve drops faster than random, and its insertion curve rises faster. "
+           f"Here the deletion area is {deletion:.2f} against {random_deletion:.2f} for a random order: "
+           + ("the map points at pixels the answer rests on." if deletion < random_deletion - 0.005 else
+              "the map does no better than chance at finding the pixels the answer rests on."))
