@@ -16,7 +16,8 @@ import torch
 
 from metaviz.adaptation import adapt
 from metaviz.checkpoints import load_checkpoint
-from metaviz.explain import attribute, randomisation_test
+from metaviz.explain import attribute
+from metaviz.trust import randomisation_test
 from metaviz.tasks import sample_task
 
 

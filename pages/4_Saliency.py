@@ -2,7 +2,8 @@
 import streamlit as st
 
 from metaviz import services
-from metaviz.explain import METHODS, SIMILAR
+from metaviz.explain import METHODS
+from metaviz.trust import SIMILAR
 from metaviz.explain_figures import SIGNS, faithfulness_figure, randomisation_figure, saliency_grid
 from metaviz.figures import readable_class_name
 from pages._shared import (

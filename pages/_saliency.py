@@ -14,7 +14,8 @@ import streamlit as st
 from pages._shared import adaptation_trace, load_checkpoint
 
 if TYPE_CHECKING:
-    from metaviz.explain import Attribution, FaithfulnessCurves, RandomisationResult
+    from metaviz.explain import Attribution
+    from metaviz.trust import FaithfulnessCurves, RandomisationResult
     from metaviz.tasks import Task
 
 RANDOMISED_KEY = "saliency_randomised"  # the randomisation tests this session has run (their identities)
@@ -38,7 +39,8 @@ def attributions(path: str, content_hash: str, task_id: str, steps: int, lr: flo
 @st.cache_data(max_entries=32, show_spinner="Removing and adding pixels…")
 def faithfulness(path: str, content_hash: str, task_id: str, steps: int, lr: float, layers: tuple[str, ...],
                  method: str, step: int, target: int | None, _task: Task) -> FaithfulnessCurves:
-    from metaviz.explain import deletion_insertion_curves, network_for
+    from metaviz.explain import network_for
+    from metaviz.trust import deletion_insertion_curves
 
     checkpoint, trace = _inputs(path, content_hash, task_id, steps, lr, layers, _task)
     maps = attributions(path, content_hash, task_id, steps, lr, layers, method, step, target, _task)
@@ -61,7 +63,7 @@ def randomisation(path: str, content_hash: str, task_id: str, steps: int, lr: fl
                   progress: Callable[[int, int], None] | None = None) -> RandomisationResult:
     """The randomisation test, computed once per identity; remembered as run in this session,
     so the result stays on screen across reruns."""
-    from metaviz.explain import randomisation_test
+    from metaviz.trust import randomisation_test
 
     identity = (path, content_hash, task_id, steps, lr, layers, method, step, tuple(int(t) for t in targets))
     results = _randomisation_results()

@@ -9,9 +9,10 @@ from scipy.ndimage import sobel
 
 from metaviz.adaptation import adapt, forward_at
 from metaviz.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
-from metaviz.explain import (DEPENDS_ON_MODEL, METHODS, SHOWS_THE_IMAGE, AttributionMethod, Computed,
-                             attribute, baseline_images, completeness_error, deletion_insertion_curves,
-                             network_for, randomisation_test, rank_correlation, structural_similarity)
+from metaviz.explain import (METHODS, AttributionMethod, Computed, attribute, baseline_images, completeness_error,
+                             network_for)
+from metaviz.trust import (DEPENDS_ON_MODEL, SHOWS_THE_IMAGE, deletion_insertion_curves, randomisation_test,
+                           rank_correlation, structural_similarity)
 from metaviz.models import ConvNetConfig, build_model, model_config_to_dict
 from metaviz.tasks import Task, sample_task
 
