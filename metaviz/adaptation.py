@@ -141,3 +141,21 @@ def adapt(
         query_outputs=np.stack([o.numpy() for o in query_out]), lr=lr,
         adapt_layers=tuple(dict.fromkeys(layer_of(n) for n in adapt_names)),
     )
+
+
+def prediction_changes(trace: AdaptationTrace, query_y) -> dict[str, list[int]]:
+    """Which new images' answers changed between step 0 and the last step, by kind:
+    'fixed' (wrong, then right), 'broken' (right, then wrong), 'still_wrong' (wrong, then
+    another wrong answer)."""
+    query_y = np.asarray(query_y)
+    before, after = trace.query_predictions[0], trace.query_predictions[-1]
+    changed = np.flatnonzero(before != after)
+    kinds = {"fixed": [], "broken": [], "still_wrong": []}
+    for index in changed.tolist():
+        if after[index] == query_y[index]:
+            kinds["fixed"].append(index)
+        elif before[index] == query_y[index]:
+            kinds["broken"].append(index)
+        else:
+            kinds["still_wrong"].append(index)
+    return kinds

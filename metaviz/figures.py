@@ -351,24 +351,6 @@ def query_predictions(task: Task, trace: AdaptationTrace, step: int) -> go.Figur
     return fig
 
 
-def prediction_changes(trace: AdaptationTrace, query_y) -> dict[str, list[int]]:
-    """Which new images' answers changed between step 0 and the last step, by kind:
-    'fixed' (wrong, then right), 'broken' (right, then wrong), 'still_wrong' (wrong, then
-    another wrong answer)."""
-    query_y = np.asarray(query_y)
-    before, after = trace.query_predictions[0], trace.query_predictions[-1]
-    changed = np.flatnonzero(before != after)
-    kinds = {"fixed": [], "broken": [], "still_wrong": []}
-    for index in changed.tolist():
-        if after[index] == query_y[index]:
-            kinds["fixed"].append(index)
-        elif before[index] == query_y[index]:
-            kinds["broken"].append(index)
-        else:
-            kinds["still_wrong"].append(index)
-    return kinds
-
-
 def _short(name: str, limit: int = 18) -> str:
     readable = readable_class_name(name)
     return figure_text(readable if len(readable) <= limit else readable[: limit - 1] + "…")
@@ -377,6 +359,8 @@ def _short(name: str, limit: int = 18) -> str:
 def flipped_predictions(task: Task, trace: AdaptationTrace, per_row: int = 8) -> go.Figure | None:
     """The new images whose answer changed between step 0 and the last step, each with its true
     class and its answer before and after; None when no answer changed."""
+    from metaviz.adaptation import prediction_changes  # here: keeps torch off the start-up path
+
     query_y = np.asarray(task.query_y)
     changes = prediction_changes(trace, query_y)
     indices = sorted(changes["fixed"] + changes["broken"] + changes["still_wrong"])[:MAX_FLIPS_SHOWN]

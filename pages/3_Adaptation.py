@@ -2,7 +2,8 @@
 import streamlit as st
 
 from metaviz import services
-from metaviz.figures import adaptation_curves, flipped_predictions, prediction_changes, query_predictions
+from metaviz.adaptation import prediction_changes
+from metaviz.figures import adaptation_curves, flipped_predictions, query_predictions
 from pages._shared import (
     TASK_PAGE, current_task, ensure_app, remembered_number_input, require_checkpoint, run_adaptation,
     store_task_settings, task_settings,

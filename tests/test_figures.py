@@ -8,7 +8,7 @@ import torch
 from metaviz.adaptation import AdaptationTrace
 from metaviz.figures import (
     RIGHT_COLOUR, WRONG_COLOUR, adaptation_curves, column_labels, flipped_predictions, image_mosaic,
-    prediction_changes, query_predictions, readable_class_name, task_grid, training_curves, upload_preview,
+    query_predictions, readable_class_name, task_grid, training_curves, upload_preview,
 )
 from metaviz.tasks import Task
 
@@ -217,6 +217,8 @@ def test_query_predictions_animate_every_step():
 
 
 def test_prediction_changes_sort_flips_by_kind():
+    from metaviz.adaptation import prediction_changes
+
     trace = trace_with_probabilities(PROBABILITIES)
     assert prediction_changes(trace, [0, 0, 1]) == {"fixed": [0], "broken": [1, 2], "still_wrong": []}
     three = trace_with_probabilities([[[0.1, 0.2, 0.7]], [[0.1, 0.7, 0.2]]])
