@@ -186,7 +186,7 @@ METHODS: dict[str, AttributionMethod] = {method.name: method for method in (
                       summary="How much a tiny change of each pixel would change the score."),
     AttributionMethod("Integrated Gradients", _integrated_gradients,
                       {"baseline": "black", "n_steps": 50, "rule": "gausslegendre",
-                       "refine_to": 0.01, "max_steps": 200},
+                       "refine_to": 0.01, "max_steps": 800},
                       summary="Each pixel's share of the score, found by fading the image in from a baseline."),
     AttributionMethod("SmoothGrad", _smoothgrad, {"samples": 16, "noise": 0.15, "abs": True}, stochastic=True,
                       summary="Saliency averaged over noisy copies of the image, which removes speckle."),
