@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import posixpath
 import warnings
 import zipfile
 import zlib

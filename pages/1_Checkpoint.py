@@ -15,7 +15,7 @@ if checkpoint is None:
     st.markdown(
         "metaviz shows how a *meta-learned* model picks up a new task from a handful of labelled "
         "examples. It needs a trained model (a checkpoint file) to start.\n\n"
-        f"**To add one**, copy a `.safetensors` checkpoint into this folder and reload the page:"
+        "**To add one**, copy a `.safetensors` checkpoint into this folder and reload the page:"
     )
     st.code(str(directory), language=None)
     st.markdown("**To train one** (handwritten digits, no download needed), run this in a terminal "
