@@ -1,14 +1,13 @@
 """The inner loop: parity with learn2learn (the field's reference), and its properties."""
 import copy
 
+import learn2learn  # make test always installs it: a missing module must fail, not skip
 import pytest
 import torch
 from torch.func import functional_call
 
 from metaviz.adaptation import adapted_names, inner_loop, task_loss
 from metaviz.models import ConvNetConfig, MLPConfig, build_model
-
-import learn2learn  # noqa: E402  (make test always installs it: a missing module must fail, not skip)
 
 
 def random_task(seed: int, ways: int = 5, shots: int = 1, queries: int = 3):

@@ -88,10 +88,10 @@ def server_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # make test installs it: missing must fail, never skip
+
     executable = shutil.which("chromium")
-    if executable is None:
-        pytest.skip("chromium is not installed (tools/install_chromium.sh installs it)")
+    assert executable, "chromium is not installed (tools/install_chromium.sh installs it)"
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield chromium
