@@ -3,43 +3,50 @@
 Everything happens in memory: the zip is read with `zipfile` and never extracted, so entry
 names (which the uploader chose, `../../etc/passwd` included) never touch the file system.
 Limits are checked while bytes stream out of the archive, not taken from its headers, which
-the uploader also chose. Pillow opens only PNG, JPEG, BMP and GIF (first frame), checks the
-pixel count before it decodes anything, and decodes every image fully.
+the uploader also chose. Links, names with hidden NUL characters, zips inside the zip and
+folders nested absurdly deep are skipped with a note; one image is read by
+metaviz.image_files (formats, pixel limit, full decoding, conversion to 28x28).
 
-Each image is converted the way the training data looks (see metaviz.data): greyscale,
-upright (EXIF orientation), fitted into 28x28, bright strokes on a dark background, floats
-in [0, 1]. Nothing here imports streamlit; problems raise `UploadError` with a message meant
-for the user, and skipped files are listed as plain-language notes.
+Nothing here imports streamlit; problems raise `UploadError` with a message meant for the
+user, and skipped files are listed as plain-language notes.
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import warnings
+import stat
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps
 
-IMAGE_SIZE = 28
-IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+from metaviz.image_files import (  # noqa: F401 (re-exported: the pages and tests use these names)
+    IMAGE_FORMATS, IMAGE_SIZE, IMAGE_SUFFIXES, MAX_PIXELS, UploadError, convert_image, fit_strokes,
+)
+
 MAX_ZIP_BYTES = 20 * 2**20  # the same as the server's upload cap (.streamlit/config.toml)
 MAX_ENTRIES = 2000  # files and folders in one zip
+MAX_DEPTH = 8  # folders inside folders: `my task/cats/a.png` is 2 deep
 MAX_FILE_BYTES = 8 * 2**20  # one image, once decompressed
 MAX_TOTAL_BYTES = 100 * 2**20  # all images of one upload, once decompressed
-MAX_PIXELS = 4096 * 4096  # one image; far below Pillow's own bomb limit (about 89 million)
 MAX_CLASSES = 50
 MAX_IMAGES_PER_CLASS = 200
 MAX_NAME_LENGTH = 60
 READ_CHUNK = 64 * 1024
+ZIP_SUFFIXES = (".zip",)
+# Files that operating systems and photo tools leave next to pictures: ignored silently (one note).
+SYSTEM_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r", "__macosx"}
 
 
-class UploadError(ValueError):
-    """The upload cannot be used; the message says why, in words meant for the user."""
+def check_file_name(name: str, suffixes: Sequence[str], what: str) -> None:
+    """The server's own check of an uploaded file's type, by its name's extension (a browser's
+    MIME type is the uploader's claim): UploadError when the name does not end in `suffixes`."""
+    if "\0" in name or not name.lower().endswith(tuple(suffixes)):
+        raise UploadError(f"{clean_class_name(name) or 'the file'} is not {what} "
+                          f"(the name must end in {' or '.join(suffixes)})")
 
 
 @dataclass(frozen=True)
@@ -96,93 +103,17 @@ class _Collector:
         return UploadedImages(images, tuple(self.notes), digest.hexdigest())
 
 
-# --- one image --------------------------------------------------------------------------------
-
-
-def convert_image(data: bytes) -> np.ndarray:
-    """An image file's bytes -> float32 [28, 28] in [0, 1], bright strokes on dark.
-
-    UploadError (with a short reason) when the bytes are not a supported, complete image.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)  # never decode a bomb, even a small one
-        try:
-            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-                # Image.open reads only the header: the size is known before any pixel is decoded.
-                if image.width * image.height > MAX_PIXELS:
-                    raise UploadError(f"it is {image.width} x {image.height} pixels; at most "
-                                      f"{MAX_PIXELS // 10**6} million pixels are accepted")
-                image.seek(0)  # an animated GIF or PNG: its first frame
-                image.load()  # decodes everything: a truncated or corrupt file fails here
-                upright = ImageOps.exif_transpose(image)
-                pixels = _greyscale(upright)
-        except UploadError:
-            raise
-        except Image.DecompressionBombError as error:
-            raise UploadError(f"it declares too many pixels ({error})") from None
-        except Image.DecompressionBombWarning as warning:
-            raise UploadError(f"it declares too many pixels ({warning})") from None
-        except Image.UnidentifiedImageError:
-            raise UploadError("it is not a readable PNG, JPEG, BMP or GIF image") from None
-        except (OSError, ValueError, SyntaxError, EOFError, MemoryError, zlib.error) as error:
-            raise UploadError(f"the image is damaged or incomplete ({error})") from None
-    return fit_strokes(pixels)
-
-
-def _greyscale(image: Image.Image) -> np.ndarray:
-    """float [h, w] in [0, 1] (1 = white). Transparent areas take the colour that contrasts with
-    what is drawn, so dark ink on a transparent sheet reads as ink on paper, and light ink as chalk."""
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
-        if image.mode == "F" and values.max(initial=0) <= 1.0:
-            top = 1.0
-        return np.clip(values / top, 0.0, 1.0)
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
-        grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
-        alpha = rgba[..., 3]
-        drawn = alpha.sum()
-        ink = (grey * alpha).sum() / drawn if drawn > 0 else 0.0
-        background = 1.0 if ink < 0.5 else 0.0
-        return grey * alpha + background * (1.0 - alpha)
-    return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
-
-
-def fit_strokes(grey: np.ndarray) -> np.ndarray:
-    """A greyscale picture (1 = white) -> 28x28 float32, strokes 1 on background 0.
-
-    A light border means a light background (ink on paper, as Omniglot is drawn): invert it.
-    The picture is padded to a square with its background, so it is not stretched, then
-    scaled down, and its grey levels are stretched so background is 0 and the brightest
-    stroke 1, as in the training images.
-    """
-    grey = np.asarray(grey, dtype=np.float64)
-    height, width = grey.shape
-    ring = max(1, min(height, width) // 20)
-    border = np.concatenate([grey[:ring].ravel(), grey[-ring:].ravel(), grey[:, :ring].ravel(),
-                             grey[:, -ring:].ravel()])
-    strokes = 1.0 - grey if border.mean() > 0.5 else grey
-    background = float(np.median(1.0 - border if border.mean() > 0.5 else border))
-    side = max(height, width)
-    square = np.full((side, side), background, np.float32)
-    top, left = (side - height) // 2, (side - width) // 2
-    square[top : top + height, left : left + width] = strokes
-    small = np.asarray(Image.fromarray(square, mode="F").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS))
-    brightest = float(small.max())
-    if brightest - background < 0.05:
-        raise UploadError("it is blank (one flat colour)")
-    return np.clip((small - background) / (brightest - background), 0.0, 1.0).astype(np.float32)
-
-
 # --- names ------------------------------------------------------------------------------------
 
 
 def clean_class_name(name: str) -> str:
-    """A class name as the user typed or named its folder: printable, trimmed, not too long."""
-    printable = "".join(character if character.isprintable() else " " for character in str(name))
+    """A class name as the user typed or named its folder: printable, trimmed, not too long.
+
+    NFC normalisation: macOS writes `café` as `cafe` + a combining accent, and a class typed by
+    hand and a folder named on a Mac must still be one class. Invisible format characters
+    (right-to-left overrides, zero-width spaces) become spaces, so a name cannot disguise itself."""
+    normalised = unicodedata.normalize("NFC", str(name))
+    printable = "".join(character if character.isprintable() else " " for character in normalised)
     cleaned = " ".join(printable.split())
     return cleaned[:MAX_NAME_LENGTH]
 
@@ -199,7 +130,43 @@ def _safe_parts(name: str) -> list[str] | None:
 
 
 def _is_hidden(parts: Sequence[str]) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
+    return any(part.startswith(".") or part.lower() in SYSTEM_FILES for part in parts)
+
+
+def _entry_name(info: zipfile.ZipInfo) -> str:
+    """The entry's name as its maker wrote it. Without the zip's UTF-8 flag, zipfile decodes names
+    as cp437 (the zip standard's old default), but many tools write UTF-8 there all the same."""
+    name = info.orig_filename  # zipfile's `filename` is cut at a NUL; this one is not
+    if not info.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    return name
+
+
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    """A symbolic link stored by a Unix zip tool (its target is the entry's content): never followed."""
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _skip_reason(info: zipfile.ZipInfo, name: str, parts: list[str] | None) -> str | None:
+    """Why an entry is left out (a note for the user), or None when it may be an image."""
+    if "\0" in name:
+        return "its name hides a NUL character (a trick to disguise a file's type)"
+    if parts is None or not parts:
+        return "its path points outside the zip"
+    if _is_link(info):
+        return "it is a link to another file, and links are never followed"
+    if len(parts) - 1 > MAX_DEPTH:
+        return f"it lies {len(parts) - 1} folders deep; at most {MAX_DEPTH} are read"
+    if parts[-1].lower().endswith((".zip", ".7z", ".rar", ".tar", ".gz", ".tgz")):
+        return "an archive inside the zip is not opened; unpack it and put its folders in the zip"
+    if not parts[-1].lower().endswith(IMAGE_SUFFIXES):
+        return "not an image (PNG, JPEG, BMP or GIF)"
+    if len(parts) < 2:
+        return "it is not inside a class folder"
+    return None
 
 
 # --- a zip ------------------------------------------------------------------------------------
@@ -227,47 +194,60 @@ def _class_folders(entries: list[tuple[zipfile.ZipInfo, list[str]]]) -> int:
     return shared
 
 
-def read_zip(data: bytes) -> UploadedImages:
-    """The images of a zip with one folder per class (any number of shared folders above them).
-
-    Skips, with a note: folders' metadata (`__MACOSX/`, dotfiles), non-image files, images
-    that cannot be decoded, files outside any class folder, and unsafe paths.
-    """
+def _open_zip(data: bytes) -> zipfile.ZipFile:
+    if not data:
+        raise UploadError("the file is empty (0 bytes); it may not have finished saving or copying")
     if len(data) > MAX_ZIP_BYTES:
         raise UploadError(f"the zip file is {len(data) / 2**20:.1f} MB; at most {MAX_ZIP_BYTES // 2**20} MB "
                           "is accepted")
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        return zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise UploadError("this file is not a zip archive (or it is damaged); "
                           "make one with your system's 'Compress' command") from None
     except (OSError, ValueError, EOFError) as error:
         raise UploadError(f"this zip archive is damaged ({error})") from None
+
+
+def _image_entries(infos: list[zipfile.ZipInfo], collector: _Collector) -> list[tuple[zipfile.ZipInfo, list[str]]]:
+    """The entries that may be class images, as path parts; notes for the rest."""
+    images, hidden = [], 0
+    for info in infos:
+        if info.is_dir():
+            continue
+        name = _entry_name(info)
+        parts = _safe_parts(name)
+        if parts and _is_hidden(parts) and "\0" not in name:
+            hidden += 1  # system files (macOS resource forks, .DS_Store, Thumbs.db): one note for all
+            continue
+        reason = _skip_reason(info, name, parts)
+        if reason:
+            collector.notes.append(f"{clean_class_name(name) or '(unnamed file)'}: skipped, {reason}")
+        elif info.flag_bits & 0x1:
+            raise UploadError("the zip is protected by a password; make it again without one")
+        else:
+            images.append((info, parts))
+    if hidden:
+        collector.notes.append(f"{hidden} hidden system file{'s' if hidden != 1 else ''} (such as __MACOSX, "
+                               ".DS_Store or Thumbs.db) ignored")
+    return images
+
+
+def read_zip(data: bytes) -> UploadedImages:
+    """The images of a zip with one folder per class (any number of shared folders above them).
+
+    Skips, with a note: folders' metadata (`__MACOSX/`, dotfiles, Thumbs.db), non-image files,
+    images that cannot be decoded, files outside any class folder, unsafe paths and links.
+    """
+    archive = _open_zip(data)
     with archive:
         infos = archive.infolist()
+        if not infos:
+            raise UploadError("the zip archive is empty")
         if len(infos) > MAX_ENTRIES:
             raise UploadError(f"the zip holds {len(infos)} files and folders; at most {MAX_ENTRIES} are accepted")
         collector = _Collector()
-        images: list[tuple[zipfile.ZipInfo, list[str]]] = []
-        hidden = 0
-        for info in infos:
-            if info.is_dir():
-                continue
-            shown = clean_class_name(info.filename) or "(unnamed file)"
-            parts = _safe_parts(info.filename)
-            if parts is None or not parts:
-                collector.notes.append(f"{shown}: skipped, its path points outside the zip")
-            elif _is_hidden(parts):
-                hidden += 1  # system files (macOS resource forks, .DS_Store): one note for all
-            elif not parts[-1].lower().endswith(IMAGE_SUFFIXES):
-                collector.notes.append(f"{shown}: skipped, not an image (PNG, JPEG, BMP or GIF)")
-            elif len(parts) < 2:
-                collector.notes.append(f"{shown}: skipped, it is not inside a class folder")
-            else:
-                images.append((info, parts))
-        if hidden:
-            collector.notes.append(f"{hidden} hidden system file{'s' if hidden != 1 else ''} (such as __MACOSX or "
-                                   ".DS_Store) ignored")
+        images = _image_entries(infos, collector)
         shared = _class_folders(images)
         for info, parts in images:
             shown = clean_class_name("/".join(parts))
@@ -285,7 +265,8 @@ def read_zip(data: bytes) -> UploadedImages:
                 raise UploadError(f"{shown} cannot be unpacked ({error}); "
                                   "use an ordinary zip without a password") from None
             if content is None:
-                collector.notes.append(f"{shown}: skipped, larger than {MAX_FILE_BYTES // 2**20} MB once unpacked")
+                collector.notes.append(f"{shown}: skipped, it unpacks to more than {MAX_FILE_BYTES // 2**20} MB "
+                                       "(far more than a picture needs)")
                 continue
             collector.add(class_name, shown, content)
     return collector.result(sort=True)
@@ -308,6 +289,10 @@ def read_class_files(classes: Iterable[tuple[str, Sequence[tuple[str, bytes]]]])
         collector.images[class_name] = []
         for file_name, content in files:
             shown = clean_class_name(file_name) or "(unnamed file)"
+            if "\0" in file_name or not file_name.lower().endswith(IMAGE_SUFFIXES):
+                # The browser's type filter is the uploader's to bypass: the server checks again.
+                collector.notes.append(f"{shown}: skipped, not a PNG, JPEG, BMP or GIF file (by its name)")
+                continue
             if len(content) > MAX_FILE_BYTES:
                 collector.notes.append(f"{shown}: skipped, larger than {MAX_FILE_BYTES // 2**20} MB")
                 continue
@@ -328,6 +313,12 @@ def task_images(uploaded: UploadedImages, classes: Sequence[str], ways: int, sho
     unknown = [name for name in classes if name not in uploaded.images_by_class]
     if unknown:
         raise UploadError(f"the upload has no class named {', '.join(unknown)}")
+    if len(uploaded.class_names) < ways:
+        have = len(uploaded.class_names)
+        raise UploadError(f"this model tells apart {ways} classes, and the upload has only {have} class"
+                          f"{'' if have == 1 else 'es'} with usable images; add images of "
+                          f"{ways - have} more class{'' if ways - have == 1 else 'es'}, or pick a model "
+                          "trained for fewer classes")
     if len(classes) != ways:
         have = f"{len(classes)} class" + ("" if len(classes) == 1 else "es")
         raise UploadError(f"this model tells apart exactly {ways} classes, and {have} "

@@ -14,8 +14,8 @@ import streamlit as st
 
 from metaviz import services
 from metaviz.figures import upload_preview
-from metaviz.uploads import IMAGE_SUFFIXES, MAX_ZIP_BYTES, UploadError, UploadedImages, build_task, read_class_files, \
-    read_zip
+from metaviz.uploads import IMAGE_SUFFIXES, MAX_ZIP_BYTES, ZIP_SUFFIXES, UploadError, UploadedImages, build_task, \
+    check_file_name, read_class_files, read_zip
 
 if TYPE_CHECKING:
     from metaviz.checkpoints import Checkpoint
@@ -62,7 +62,12 @@ def _zip_input() -> None:
                                  f"(PNG, JPEG, BMP or GIF). At most {MAX_ZIP_BYTES // 2**20} MB.")
     if file is not None:
         data = file.getvalue()
-        _store(f"the zip file {file.name}", hashlib.sha256(data).hexdigest(), lambda: read_zip(data))
+
+        def read():
+            check_file_name(file.name, ZIP_SUFFIXES, "a zip file")  # the browser's filter can be bypassed
+            return read_zip(data)
+
+        _store(f"the zip file {file.name}", hashlib.sha256(data).hexdigest(), read)
 
 
 def _class_inputs(ways: int) -> None:
