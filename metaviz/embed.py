@@ -1,0 +1,334 @@
+"""Task embeddings: where adaptation moves the meta-parameters, for hundreds of tasks at once.
+
+One direction, one step per function: sample N tasks from a split (`sample_tasks`) -> adapt
+them all, vectorised over tasks with torch.func.vmap (`collect_updates`; the tests check it
+against the plain inner loop) -> update vectors dtheta = theta_K - theta_0 of every adapted
+layer, or of one -> PCA (randomized solver), then UMAP, or PCA or t-SNE alone (`embed_updates`)
+-> an `Embedding`: 2-D coordinates with per-task metadata aligned row by row, and its
+trustworthiness. `neighbour_purity` and `neighbour_r2` measure what structure it shows.
+
+The conv net's update vectors are ~112k wide. Above SKETCH_WIDTH columns they are sketched,
+batch by batch, by a sparse random projection (Johnson-Lindenstrauss: pairwise distances
+survive within a few percent), so 2,000 tasks never hold 2,000 x 112k floats and a cached
+result stays a few megabytes.
+
+umap-learn compiles its numba kernels on first use (~15 s on this 2-core machine). Its
+kernels are not declared `cache=True`, so numba's disk cache does not remove that cost:
+`start_warm_up()` compiles them in a background thread while the tasks adapt, and
+`embed_updates` waits for it only if it is still running. umap, numba and scikit-learn's
+manifold module are imported inside functions: nothing here slows the dashboard's start.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from metaviz.adaptation import adapted_names, task_loss
+from metaviz.checkpoints import Checkpoint
+from metaviz.models import layer_of
+from metaviz.tasks import Task, sample_task
+
+Progress = Callable[[float, str], None]
+
+METHODS = {"umap": "PCA, then UMAP", "tsne": "PCA, then t-SNE", "pca": "PCA alone"}
+DEFAULT_TASKS, MIN_TASKS, MAX_TASKS = 200, 20, 2000
+SKETCH_WIDTH = 2048  # update vectors wider than this are sketched to this many columns
+PCA_COMPONENTS = 50  # what UMAP / t-SNE start from (scikit-learn's advice for t-SNE)
+BATCH_SIZE = 25  # tasks per vmap call: ~1.3x faster than one by one here (benchmarks/embed.py)
+NEIGHBOURS = 10  # k of the trustworthiness and neighbour measures
+
+
+@dataclass(frozen=True)
+class TaskUpdates:
+    """What N adaptations did: one update vector and one metadata row per task."""
+
+    vectors: np.ndarray  # [N, D] float32; sketched to SKETCH_WIDTH columns when wider
+    metadata: dict[str, np.ndarray]  # column name -> [N] values
+    layer: str | None  # None: every adapted layer
+    width: int  # parameters in one update vector, before any sketching
+
+
+@dataclass(frozen=True)
+class Embedding:
+    coordinates: np.ndarray  # [N, 2]
+    metadata: dict[str, np.ndarray]  # column name -> [N] values; row i describes point i
+    method: str  # a METHODS key
+    settings: dict = field(default_factory=dict)  # the method's settings, as used
+    random_state: int = 0
+    trustworthiness: float = float("nan")  # of the 2-D picture against the update vectors
+    neighbours: int = NEIGHBOURS
+
+    def __len__(self) -> int:
+        return len(self.coordinates)
+
+    def subset(self, rows) -> Embedding:
+        """Only these points (indices or a boolean mask), each keeping its own metadata row."""
+        rows = np.asarray(rows)
+        return replace(self, coordinates=self.coordinates[rows],
+                       metadata={name: column[rows] for name, column in self.metadata.items()})
+
+
+# --- tasks ------------------------------------------------------------------------------------
+
+
+def group_choices(dataset: str, split: str, ways: int) -> list[str]:
+    """The groups (alphabets) that hold at least `ways` classes: those a one-group task can use."""
+    from metaviz.data import load_classes
+
+    groups = np.asarray(load_classes(dataset, split).groups)
+    names, counts = np.unique(groups, return_counts=True)
+    return [str(name) for name, count in zip(names, counts) if count >= ways]
+
+
+def sample_tasks(dataset: str, split: str, ways: int, shots: int, queries: int, n_tasks: int, seed: int = 0,
+                 one_group: bool = False) -> list[Task]:
+    """Tasks numbered seed, seed+1, ...: task i is `sample_task(..., seed=seed+i)`, so the Task
+    and Adaptation pages re-create any of them from its seed. With `one_group`, task i draws all
+    its classes from one alphabet, the alphabets taking turns (groups=(alphabet,))."""
+    if not MIN_TASKS <= n_tasks <= MAX_TASKS:
+        raise ValueError(f"choose between {MIN_TASKS} and {MAX_TASKS} tasks, not {n_tasks}")
+    groups: list[str | None] = [None]
+    if one_group:
+        groups = group_choices(dataset, split, ways)
+        if not groups:
+            raise ValueError(f"no group of the {dataset} {split} split holds {ways} classes")
+    tasks = []
+    for index in range(n_tasks):
+        group = groups[index % len(groups)]
+        tasks.append(sample_task(dataset, split, ways=ways, shots=shots, queries=queries, seed=seed + index,
+                                 groups=None if group is None else (group,)))
+    return tasks
+
+
+# --- adaptation, vectorised over tasks ---------------------------------------------------------
+
+
+def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: Sequence[Task], steps: int,
+                 lr: float) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """First-order inner loop (as metaviz.adaptation.adapt) for tasks of one shape at once:
+    the adapted parameters [B, ...] after `steps` steps, and per-task metrics."""
+    from torch.func import grad, vmap
+
+    frozen = {name: value for name, value in checkpoint.parameters.items() if name not in names}
+    buffers = checkpoint.buffers
+
+    def forward(adapted, x):
+        return model.functional_forward({**frozen, **adapted}, buffers, x)
+
+    def loss(adapted, x, y):
+        return task_loss(forward(adapted, x), y)
+
+    support_x, support_y = torch.stack([t.support_x for t in tasks]), torch.stack([t.support_y for t in tasks])
+    query_x, query_y = torch.stack([t.query_x for t in tasks]), torch.stack([t.query_y for t in tasks])
+    start = {name: checkpoint.parameters[name].detach() for name in names}
+    adapted = {name: value.expand(len(tasks), *value.shape) for name, value in start.items()}
+    step = vmap(grad(loss))
+    for _ in range(steps):
+        gradients = step(adapted, support_x, support_y)
+        adapted = {name: adapted[name] - lr * gradients[name] for name in names}
+    with torch.no_grad():
+        outputs = {when: (vmap(forward, in_dims=(dims, 0))(params, support_x), vmap(forward, in_dims=(dims, 0))(params, query_x))
+                   for when, params, dims in (("before", start, None), ("after", adapted, 0))}
+    metrics = {}
+    per_task_loss = vmap(task_loss)
+    for when, (support_out, query_out) in outputs.items():
+        metrics[f"support_loss_{when}"] = per_task_loss(support_out, support_y).numpy()
+        metrics[f"query_loss_{when}"] = per_task_loss(query_out, query_y).numpy()
+        if query_y.dtype == torch.long:
+            metrics[f"query_accuracy_{when}"] = (query_out.argmax(-1) == query_y).float().mean(1).numpy()
+    return {name: value.detach() for name, value in adapted.items()}, metrics
+
+
+def _sketcher(width: int, random_state: int):
+    if width <= SKETCH_WIDTH:
+        return None
+    from sklearn.random_projection import SparseRandomProjection
+
+    return SparseRandomProjection(SKETCH_WIDTH, random_state=random_state).fit(np.zeros((1, width), np.float32))
+
+
+def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: int = 0, layer: str | None = None,
+                    steps: int | None = None, lr: float | None = None, shots: int | None = None,
+                    queries: int | None = None, one_group: bool = False, batch_size: int = BATCH_SIZE,
+                    random_state: int = 0, progress: Progress | None = None) -> TaskUpdates:
+    """Samples `n_tasks` tasks from the checkpoint's meta-test split (see `sample_tasks`), adapts
+    each with the checkpoint's inner loop (steps, lr and adapted layers, unless given) and
+    collects their update vectors: every adapted layer's, or only `layer`'s."""
+    steps = checkpoint.inner_steps if steps is None else int(steps)
+    lr = checkpoint.inner_lr if lr is None else float(lr)
+    if steps < 1:
+        raise ValueError("at least one adaptation step is needed for a task to move the parameters")
+    names = adapted_names(checkpoint.parameters, checkpoint.adapt_layers)
+    if layer is not None:
+        if layer not in {layer_of(name) for name in names}:
+            raise ValueError(f"layer {layer!r} does not adapt in this checkpoint")
+        kept = tuple(name for name in names if layer_of(name) == layer)
+    else:
+        kept = names
+    shots = checkpoint.shots if shots is None else shots
+    queries = checkpoint.queries if queries is None else queries
+    if progress:
+        progress(0.0, f"Drawing {n_tasks} tasks…")
+    tasks = sample_tasks(checkpoint.dataset, checkpoint.test_split, checkpoint.ways, shots, queries, n_tasks, seed,
+                         one_group=one_group and not checkpoint.is_regression)
+    model = checkpoint.build_model()
+    width = sum(checkpoint.parameters[name].numel() for name in kept)
+    sketch = _sketcher(width, random_state)
+    vectors, norms, metrics = [], [], []
+    for start in range(0, n_tasks, batch_size):
+        batch = tasks[start : start + batch_size]
+        adapted, batch_metrics = _adapt_batch(model, checkpoint, names, batch, steps, lr)
+        update = torch.cat([(adapted[name] - checkpoint.parameters[name]).flatten(1) for name in kept], 1).numpy()
+        norms.append(np.linalg.norm(update, axis=1))
+        vectors.append(update if sketch is None else sketch.transform(update).astype(np.float32))
+        metrics.append(batch_metrics)
+        if progress:
+            done = min(start + batch_size, n_tasks)
+            progress(done / n_tasks, f"Adapted {done} of {n_tasks} tasks")
+    metadata = task_metadata(tasks, seed)
+    metadata["update_norm"] = np.concatenate(norms)
+    metadata |= {name: np.concatenate([m[name] for m in metrics]) for name in metrics[0]}
+    return TaskUpdates(np.concatenate(vectors).astype(np.float32), metadata, layer, width)
+
+
+def _objects(values: list) -> np.ndarray:
+    """An object array of `values` (tuples stay whole: np.array would make a 2-D array of them)."""
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+def task_metadata(tasks: Sequence[Task], seed: int) -> dict[str, np.ndarray]:
+    """Per-task columns: number, seed and what re-creates the task; classes and alphabets
+    (image tasks), amplitude and phase (sinusoids)."""
+    metadata = {"task": np.arange(len(tasks)), "seed": np.array([t.source["seed"] for t in tasks])}
+    if tasks[0].is_regression:
+        metadata["amplitude"] = np.array([t.source["amplitude"] for t in tasks])
+        metadata["phase"] = np.array([t.source["phase"] for t in tasks])
+        return metadata
+    from metaviz.data import load_classes
+
+    source = tasks[0].source
+    pool = load_classes(source["dataset"], source["split"])
+    group_of = dict(zip(pool.class_names, pool.groups))
+    alphabets = [tuple(sorted({group_of[name] for name in t.class_names})) for t in tasks]
+    metadata["classes"] = _objects([t.class_names for t in tasks])
+    metadata["alphabets"] = _objects(alphabets)
+    # One alphabet names the task's; several read "mixed", a category of its own.
+    metadata["alphabet"] = _objects([names[0] if len(names) == 1 else "mixed" for names in alphabets])
+    metadata["groups"] = _objects([tuple(t.source.get("groups", ())) for t in tasks])  # what re-creates it
+    return metadata
+
+
+# --- projection ---------------------------------------------------------------------------------
+
+
+_warm_up_lock = threading.Lock()
+_warm_up_thread: threading.Thread | None = None
+
+
+def _compile_umap() -> None:
+    import umap
+
+    points = np.random.default_rng(0).normal(size=(120, 8)).astype(np.float32)
+    umap.UMAP(n_neighbors=10, random_state=0, n_epochs=20).fit_transform(points)
+
+
+def start_warm_up() -> threading.Thread:
+    """Compiles UMAP's numba kernels in a daemon thread, once per process; returns the thread."""
+    global _warm_up_thread
+    with _warm_up_lock:
+        if _warm_up_thread is None:
+            _warm_up_thread = threading.Thread(target=_compile_umap, name="umap-warm-up", daemon=True)
+            _warm_up_thread.start()
+        return _warm_up_thread
+
+
+def project(vectors: np.ndarray, method: str = "umap", random_state: int = 0, pca_components: int = PCA_COMPONENTS,
+            n_neighbors: int = 15, min_dist: float = 0.1, perplexity: float = 30.0) -> tuple[np.ndarray, dict]:
+    """[N, D] -> [N, 2] coordinates, and the settings actually used (some shrink for small N)."""
+    from sklearn.decomposition import PCA
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, not {method!r}")
+    count, width = vectors.shape
+    components = 2 if method == "pca" else max(2, min(pca_components, count - 1, width))
+    reduced = PCA(components, svd_solver="randomized", random_state=random_state).fit_transform(vectors)
+    settings = {"pca_components": components}
+    if method == "pca":
+        return reduced.astype(np.float32), settings
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(perplexity, (count - 1) / 3))  # t-SNE needs perplexity < N
+        settings["perplexity"] = perplexity
+        coordinates = TSNE(2, perplexity=perplexity, init="pca", random_state=random_state).fit_transform(reduced)
+        return coordinates.astype(np.float32), settings
+    start_warm_up().join()  # compiled by now, normally, while the tasks adapted
+    import umap
+
+    settings |= {"n_neighbors": int(min(n_neighbors, count - 1)), "min_dist": float(min_dist)}
+    # A random_state makes UMAP single-threaded and repeatable: the same state, the same picture.
+    reducer = umap.UMAP(n_neighbors=settings["n_neighbors"], min_dist=min_dist, random_state=random_state)
+    return reducer.fit_transform(reduced).astype(np.float32), settings
+
+
+def neighbour_count(count: int, k: int = NEIGHBOURS) -> int:
+    """k for N points: trustworthiness needs k < N / 2."""
+    return max(1, min(k, (count - 1) // 2))
+
+
+def embed_updates(updates: TaskUpdates, method: str = "umap", random_state: int = 0, **settings) -> Embedding:
+    """The update vectors projected to 2-D (see `project`), scored by trustworthiness: how many
+    of each point's neighbours in the picture are also its neighbours among the update vectors
+    (1 = all; around 0.5 for a random picture)."""
+    from sklearn.manifold import trustworthiness
+
+    coordinates, used = project(updates.vectors, method, random_state, **settings)
+    k = neighbour_count(len(coordinates))
+    score = float(trustworthiness(updates.vectors, coordinates, n_neighbors=k))
+    return Embedding(coordinates, dict(updates.metadata), method, used, random_state, score, k)
+
+
+# --- structure measures -------------------------------------------------------------------------
+
+
+def _neighbours(points: np.ndarray, k: int) -> np.ndarray:
+    """[N, k] indices of each point's k nearest other points."""
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points, return_distance=False)[:, 1:]
+
+
+@dataclass(frozen=True)
+class Purity:
+    observed: float  # mean share of a point's k nearest neighbours that share its label
+    chance: float  # the same with the labels shuffled (mean over shuffles)
+    chance_sd: float
+    k: int
+
+
+def neighbour_purity(points: np.ndarray, labels, k: int = NEIGHBOURS, shuffles: int = 200,
+                     random_state: int = 0) -> Purity:
+    """Do points with the same label (alphabet) sit closer than chance? The share of each
+    point's k nearest neighbours with its label, against the labels shuffled over the points."""
+    labels = np.asarray(labels)
+    k = neighbour_count(len(points), k)
+    neighbours = _neighbours(np.asarray(points), k)
+    share = lambda values: float((values[neighbours] == values[:, None]).mean())  # noqa: E731
+    rng = np.random.default_rng(random_state)
+    chance = np.array([share(rng.permutation(labels)) for _ in range(shuffles)])
+    return Purity(share(labels), float(chance.mean()), float(chance.std()), k)
+
+
+def neighbour_r2(points: np.ndarray, values, k: int = NEIGHBOURS) -> float:
+    """How well the picture orders a number (amplitude, phase): R^2 of predicting each point's
+    value as the mean over its k nearest other points. 1 = neighbours agree exactly; about 0
+    or below = the picture ignores it."""
+    values = np.asarray(values, dtype=float)
+    predicted = values[_neighbours(np.asarray(points), neighbour_count(len(points), k))].mean(1)
+    return float(1 - ((values - predicted) ** 2).sum() / ((values - values.mean()) ** 2).sum())
