@@ -8,6 +8,9 @@ parameter dict run through the model's own `functional_forward`; nothing is muta
 Trust check 1 lives here, because IG uses it to refine its integral:
 - `completeness_error`: do the attributions add up to the change in the model's output?
 The other two (randomisation test, deletion/insertion curves) are in metaviz.trust.
+
+captum is imported when a method first runs, not with this module: the dashboard lists the
+methods and their settings (`METHODS`, `KNOBS`) without paying for captum's import.
 """
 from __future__ import annotations
 
@@ -18,8 +21,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from captum.attr import (DeepLift, GradientShap, GuidedBackprop, InputXGradient, IntegratedGradients,
-                         NoiseTunnel, Occlusion, Saliency)
 from scipy.ndimage import gaussian_filter
 from torch import nn
 from torch.nn import functional as F
@@ -86,6 +87,12 @@ def network_for(checkpoint: Checkpoint, params: dict, buffers: dict | None = Non
 
 # --- baselines and the registry ------------------------------------------------------------
 
+def _captum(name: str):
+    import captum.attr  # lazily: see the module docstring
+
+    return getattr(captum.attr, name)
+
+
 def baseline_images(inputs: torch.Tensor, kind: str = "black") -> torch.Tensor:
     """The "absence of signal" an attribution is measured against.
 
@@ -118,12 +125,13 @@ class AttributionMethod:
     defaults: dict = field(default_factory=dict)
     stochastic: bool = False  # draws noise: seeded, so the same call gives the same map
     summary: str = ""  # one sentence a clinician can read
+    knobs: tuple[str, ...] = ()  # the settings a user may change (see KNOBS); the rest stay at their defaults
 
 
-def _gradient_based(captum_method) -> Callable[..., Computed]:
+def _gradient_based(captum_method: str) -> Callable[..., Computed]:
     """Saliency, Input x Gradient, Guided Backprop: one backward pass, no baseline."""
     return lambda network, inputs, targets, **settings: Computed(
-        captum_method(network).attribute(inputs, target=targets, **settings))
+        _captum(captum_method)(network).attribute(inputs, target=targets, **settings))
 
 
 def _integrated_gradients(network, inputs, targets, baseline, n_steps, rule, refine_to, max_steps):
@@ -133,7 +141,7 @@ def _integrated_gradients(network, inputs, targets, baseline, n_steps, rule, ref
     refining only those keeps the common case fast. Each image is refined on its own error,
     so a batch still gives the same maps as one image at a time."""
     baselines = baseline_images(inputs, baseline)
-    integrated_gradients = IntegratedGradients(network)
+    integrated_gradients = _captum("IntegratedGradients")(network)
     values, delta = integrated_gradients.attribute(
         inputs, baselines, target=targets, n_steps=n_steps, method=rule, return_convergence_delta=True)
     values, delta = values.detach().clone(), delta.detach().clone()
@@ -153,7 +161,7 @@ def _integrated_gradients(network, inputs, targets, baseline, n_steps, rule, ref
 
 
 def _smoothgrad(network, inputs, targets, samples, noise, abs):
-    values = NoiseTunnel(Saliency(network)).attribute(
+    values = _captum("NoiseTunnel")(_captum("Saliency")(network)).attribute(
         inputs, nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=samples, stdevs=noise,
         target=targets, abs=abs)
     return Computed(values)
@@ -161,7 +169,7 @@ def _smoothgrad(network, inputs, targets, samples, noise, abs):
 
 def _gradient_shap(network, inputs, targets, samples, noise):
     baselines = torch.zeros_like(inputs[:1])  # one black page; the noise spreads the paths
-    values, delta = GradientShap(network).attribute(
+    values, delta = _captum("GradientShap")(network).attribute(
         inputs, baselines, n_samples=samples, stdevs=noise, target=targets, return_convergence_delta=True)
     # deltas come ordered image by image, `samples` each; completeness holds only on average
     return Computed(values, delta.reshape(len(inputs), samples).mean(1))
@@ -169,38 +177,78 @@ def _gradient_shap(network, inputs, targets, samples, noise):
 
 def _deeplift(network, inputs, targets, baseline):
     baselines = baseline_images(inputs, baseline)
-    values, delta = DeepLift(network).attribute(inputs, baselines, target=targets, return_convergence_delta=True)
+    values, delta = _captum("DeepLift")(network).attribute(inputs, baselines, target=targets, return_convergence_delta=True)
     return Computed(values, delta, baselines)
 
 
 def _occlusion(network, inputs, targets, window, stride):
     channels = inputs.shape[1]
-    values = Occlusion(network).attribute(
+    values = _captum("Occlusion")(network).attribute(
         inputs, sliding_window_shapes=(channels, window, window), strides=(channels, stride, stride),
         baselines=0.0, target=targets, perturbations_per_eval=64)
     return Computed(values)
 
 
+@dataclass(frozen=True)
+class Knob:
+    """One method setting as a user meets it: plain words, and either a few named choices
+    (value -> label) or a number between `low` and `high` in steps of `step`."""
+
+    label: str
+    help: str
+    choices: dict | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+
+
+KNOBS: dict[str, Knob] = {
+    "baseline": Knob("Compare the image with", "What 'no evidence' looks like. A black page asks what the strokes "
+                     "contributed; a blurred copy asks what their shape contributed beyond a smudge of ink there.",
+                     choices={"black": "a black page", "blurred": "a blurred copy of the image"}),
+    "n_steps": Knob("Steps from the baseline to the image", "How finely the fade-in is sampled. More steps: "
+                    "the shares add up more exactly, and it takes longer.", low=8, high=200, step=1),
+    "rule": Knob("How the steps are placed", "Gauss–Legendre places the steps so that the sum is exact for smooth "
+                 "changes; the trapezoid rule spaces them evenly (needs more steps for the same accuracy).",
+                 choices={"gausslegendre": "Gauss–Legendre", "riemann_trapezoid": "evenly (trapezoid)"}),
+    "refine_to": Knob("Images whose shares miss by more than 1%", "Recompute them with twice the steps, "
+                      "again if needed, up to 800 steps.",
+                      choices={0.01: "recompute with more steps", None: "leave as they are"}),
+    "samples": Knob("Noisy copies per image", "How many noisy copies are averaged. More: a steadier map, "
+                    "and it takes longer.", low=2, high=64, step=1),
+    "noise": Knob("Noise strength", "Spread of the noise added to each pixel, as a share of the brightness "
+                  "range (0 to 1).", low=0.0, high=0.5, step=0.05),
+    "window": Knob("Size of the covering square (pixels)", "Larger squares hide whole stroke parts; smaller ones "
+                   "find single pixels but miss evidence spread over a region.", low=2, high=10, step=1),
+    "stride": Knob("Square moves by (pixels)", "1 tries every position; 2 is four times faster.", low=1, high=2,
+                   step=1),
+}
+
 METHODS: dict[str, AttributionMethod] = {method.name: method for method in (
-    AttributionMethod("Saliency", _gradient_based(Saliency), {"abs": True},
+    AttributionMethod("Saliency", _gradient_based("Saliency"), {"abs": True},
                       summary="How much a tiny change of each pixel would change the score."),
     AttributionMethod("Integrated Gradients", _integrated_gradients,
                       {"baseline": "black", "n_steps": 50, "rule": "gausslegendre",
                        "refine_to": 0.01, "max_steps": 800},
-                      summary="Each pixel's share of the score, found by fading the image in from a baseline."),
+                      summary="Each pixel's share of the score, found by fading the image in from a baseline.",
+                      knobs=("baseline", "n_steps", "rule", "refine_to")),
     AttributionMethod("SmoothGrad", _smoothgrad, {"samples": 16, "noise": 0.15, "abs": True}, stochastic=True,
-                      summary="Saliency averaged over noisy copies of the image, which removes speckle."),
+                      summary="Saliency averaged over noisy copies of the image, which removes speckle.",
+                      knobs=("samples", "noise")),
     AttributionMethod("GradientSHAP", _gradient_shap, {"samples": 16, "noise": 0.1}, stochastic=True,
-                      summary="Integrated Gradients averaged over random noisy paths from a black page."),
-    AttributionMethod("Input × Gradient", _gradient_based(InputXGradient),
+                      summary="Integrated Gradients averaged over random noisy paths from a black page.",
+                      knobs=("samples", "noise")),
+    AttributionMethod("Input × Gradient", _gradient_based("InputXGradient"),
                       summary="Pixel brightness times its saliency: only inked pixels can matter."),
-    AttributionMethod("Guided Backprop", _gradient_based(GuidedBackprop),
+    AttributionMethod("Guided Backprop", _gradient_based("GuidedBackprop"),
                       summary="Saliency that keeps only positive evidence at every layer; sharp, "
                               "but known to show edges even of a random model."),
     AttributionMethod("DeepLift", _deeplift, {"baseline": "black"},
-                      summary="Each pixel's share of the change from a baseline, in one backward pass."),
+                      summary="Each pixel's share of the change from a baseline, in one backward pass.",
+                      knobs=("baseline",)),
     AttributionMethod("Occlusion", _occlusion, {"window": 4, "stride": 2},
-                      summary="How much the score drops when a small black square covers each place."),
+                      summary="How much the score drops when a small black square covers each place.",
+                      knobs=("window", "stride")),
 )}
 
 
@@ -215,6 +263,8 @@ class Attribution:
     convergence_delta: np.ndarray | None  # [N] captum's Σattr − (f(x) − f(b)); None without one
     settings: dict  # the method's settings after defaults (baseline, n_steps, seed, ...)
     completeness: np.ndarray | None = None  # [N] relative completeness error, see completeness_error
+    score_change: np.ndarray | None = None  # [N] f(x) − f(baseline) of the target logit, what the map should add up to
+    probabilities: np.ndarray | None = None  # [N, classes] the model's answer for each image at `step`
 
 
 def as_images(inputs) -> torch.Tensor:
@@ -235,11 +285,6 @@ def resolved_settings(method: AttributionMethod, settings: dict) -> dict:
     if unknown:
         raise ValueError(f"{method.name} has no settings {sorted(unknown)}; it takes {sorted(known)}")
     return {**method.defaults, "seed": 0, **settings} if method.stochastic else {**method.defaults, **settings}
-
-
-def predicted_classes(forward: Callable, inputs: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return forward(inputs).argmax(-1)
 
 
 def run_method(method: AttributionMethod, network: AdaptedNetwork, inputs: torch.Tensor, targets: torch.Tensor,
@@ -269,34 +314,54 @@ def attribute(checkpoint: Checkpoint, trace: AdaptationTrace, step: int, method:
     settings = resolved_settings(method, settings)
     inputs = as_images(inputs)
     network = network_for(checkpoint, trace.params[step], trace.buffers, model)
+    with torch.no_grad():
+        probabilities = network(inputs).softmax(-1)
     if target is None:
-        targets = predicted_classes(network, inputs)
+        targets = probabilities.argmax(-1)
     else:
         targets = torch.as_tensor(target, dtype=torch.long).expand(len(inputs)).clone()
     computed = run_method(method, network, inputs, targets, settings)
-    completeness = None
+    values = computed.values.detach()
+    delta = None if computed.delta is None else computed.delta.detach()
     if computed.baselines is not None:
-        completeness = completeness_error(network, inputs.detach(), computed.baselines,
-                                          computed.values.detach(), targets)
+        change = score_change(network, inputs.detach(), computed.baselines, targets)
+    elif delta is not None:
+        # no single baseline (GradientSHAP averages noisy paths): captum's delta is
+        # Σ attributions − (mean change along those paths), which gives the change back
+        change = values.flatten(1).sum(1) - delta
+    else:
+        change = None
     return Attribution(
-        method=method.name, step=step, targets=targets.numpy(), values=computed.values.detach().numpy(),
-        convergence_delta=None if computed.delta is None else computed.delta.detach().numpy(),
-        settings={**settings, **(computed.notes or {})}, completeness=completeness,
+        method=method.name, step=step, targets=targets.numpy(), values=values.numpy(),
+        convergence_delta=None if delta is None else delta.numpy(),
+        settings={**settings, **(computed.notes or {})},
+        completeness=None if change is None else relative_miss(values, change),
+        score_change=None if change is None else change.numpy(), probabilities=probabilities.numpy(),
     )
 
 
 # --- trust check 1: completeness ------------------------------------------------------------
 
+def score_change(forward: Callable, inputs, baselines, targets) -> torch.Tensor:
+    """f(x) − f(baseline) per image, f = the target class's logit."""
+    inputs, baselines = (torch.as_tensor(a, dtype=torch.float32) for a in (inputs, baselines))
+    targets = torch.as_tensor(targets, dtype=torch.long)
+    with torch.no_grad():
+        return (forward(inputs) - forward(baselines)).gather(1, targets[:, None])[:, 0]
+
+
+def relative_miss(attributions, change: torch.Tensor) -> np.ndarray:
+    """|Σ attributions − change| / |change| per image."""
+    missing = torch.as_tensor(attributions, dtype=torch.float32).flatten(1).sum(1) - change
+    return (missing.abs() / change.abs().clamp_min(1e-12)).numpy()
+
+
 def completeness_error(forward: Callable, inputs, baselines, attributions, targets) -> np.ndarray:
     """|Σ attributions − (f(x) − f(baseline))| / |f(x) − f(baseline)| per image, f = target logit.
 
     Integrated Gradients and DeepLift promise that attributions add up to the change in the
-    score between baseline and image; this measures how far they miss, as a fraction.
+    score between baseline and image; this measures how far they miss, as a fraction. Where
+    the score barely moves (|change| well under one logit) the fraction divides by almost
+    nothing: read it together with the change (`Attribution.score_change`).
     """
-    inputs, baselines, attributions = (torch.as_tensor(a, dtype=torch.float32) for a in
-                                       (inputs, baselines, attributions))
-    targets = torch.as_tensor(targets, dtype=torch.long)
-    with torch.no_grad():
-        change = (forward(inputs) - forward(baselines)).gather(1, targets[:, None])[:, 0]
-    missing = attributions.flatten(1).sum(1) - change
-    return (missing.abs() / change.abs().clamp_min(1e-12)).numpy()
+    return relative_miss(attributions, score_change(forward, inputs, baselines, targets))

@@ -1,7 +1,7 @@
 """Figures for saliency maps and their trust checks: pure functions from arrays to plotly figures.
 
 Nothing here runs a model. Maps are drawn as captum's `visualize_image_attr` does: `sign`
-picks which part of the map to show ("absolute_value", "positive" or "all") and the top
+picks which part of the map to show ("absolute_value", "positive", "negative" or "all") and the top
 `outlier_perc` percent of magnitudes are clipped, so a few extreme pixels do not wash out the
 rest. Colours: red is evidence for the explained class, blue evidence against it; in a
 difference map red is "more weight after adapting", blue "less".
@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from metaviz.figures import QUERY_COLOUR, SUPPORT_COLOUR, figure_text, readable_class_name
 
-SIGNS = ("absolute_value", "positive", "all")
+SIGNS = ("absolute_value", "positive", "negative", "all")
 FOR_COLOUR = np.array([214, 39, 40], dtype=np.float64)  # red: evidence for the class
 AGAINST_COLOUR = np.array([31, 119, 180], dtype=np.float64)  # blue: evidence against it
 PAPER = np.array([255, 255, 255], dtype=np.float64)
@@ -29,7 +29,7 @@ def normalise_map(values: np.ndarray, sign: str = "absolute_value", outlier_perc
     """One map per image ([N, ..., H, W], channels summed) scaled to [-1, 1] (or [0, 1]).
 
     As captum: "absolute_value" shows magnitudes, "positive" only evidence for the class,
-    "all" both signs. Each image is scaled by its own (100 - outlier_perc)th percentile of the
+    "negative" only evidence against it (as negative values), "all" both signs. Each image is scaled by its own (100 - outlier_perc)th percentile of the
     shown magnitudes, then clipped; a map that is zero everywhere stays zero.
     """
     if sign not in SIGNS:
@@ -40,12 +40,14 @@ def normalise_map(values: np.ndarray, sign: str = "absolute_value", outlier_perc
         maps = np.abs(maps)
     elif sign == "positive":
         maps = np.clip(maps, 0, None)
+    elif sign == "negative":
+        maps = np.clip(maps, None, 0)
     magnitudes = np.abs(maps).reshape(len(maps), -1)
     scale = np.percentile(magnitudes, 100 - outlier_perc, axis=1) if len(maps) else np.zeros(0)
     scale = np.where(scale > 0, scale, magnitudes.max(1, initial=0.0) if len(maps) else scale)
     scale = np.where(scale > 0, scale, 1.0)[:, None, None]
-    low = -1.0 if sign == "all" else 0.0
-    return np.clip(maps / scale, low, 1.0)
+    low = 0.0 if sign in ("absolute_value", "positive") else -1.0
+    return np.clip(maps / scale, low, 0.0 if sign == "negative" else 1.0)
 
 
 def overlay(image: np.ndarray, shown_map: np.ndarray) -> np.ndarray:

@@ -118,7 +118,7 @@ def randomisation_test(checkpoint: Checkpoint, trace: AdaptationTrace, step: int
     method = method_named(method)
     if "refine_to" in method.defaults:
         # ranks are compared, not sums: refining a random model's IG costs up to 4x for nothing
-        settings = {"refine_to": None, **settings}
+        settings = {**settings, "refine_to": None}
     settings = resolved_settings(method, settings)
     inputs = as_images(inputs)
     targets = torch.as_tensor(targets, dtype=torch.long)

@@ -2,14 +2,17 @@
 import streamlit as st
 
 from metaviz import services
-from metaviz.explain import METHODS
+from metaviz.explain import METHODS  # the registry alone: captum loads when a map is first computed
 from metaviz.trust import SIMILAR
 from metaviz.explain_figures import SIGNS, faithfulness_figure, randomisation_figure, saliency_grid
 from metaviz.figures import readable_class_name
 from pages._shared import (
     current_task, ensure_app, require_checkpoint, run_adaptation, store_task_settings, task_key, task_settings,
 )
-from pages._saliency import attributions, faithfulness, randomisation, randomisation_done
+from pages._saliency import (
+    IMAGE_SETS, attributions, completeness_words, faithfulness, images_of, method_settings, randomisation,
+    randomisation_done,
+)
 
 ensure_app()
 
@@ -46,45 +49,48 @@ if explain == "A class I choose":
     target = columns[2].selectbox("Class", range(task.ways), key="saliency_class",
                                   format_func=lambda label: readable_class_name(task.class_names[label]))
 st.caption(f"{method}: {METHODS[method].summary}")
-display = st.columns(2)
-sign = display[0].selectbox("Show", SIGNS, key="saliency_sign",
+display = st.columns([2, 2, 1])
+images = display[0].radio("Images to explain", list(IMAGE_SETS), format_func=IMAGE_SETS.get, key="saliency_images")
+if METHODS[method].knobs:
+    settings_box = display[0].expander(f"{method} settings")
+    method_choices = method_settings(method, settings_box)
+else:
+    method_choices = ()
+    display[0].caption(f"{method} has no settings to choose.")
+sign = display[1].selectbox("Show", SIGNS, key="saliency_sign",
                             format_func={"absolute_value": "strength only (either direction)",
                                          "positive": "evidence for the class only",
+                                         "negative": "evidence against the class only",
                                          "all": "for (red) and against (blue)"}.get)
-outlier_perc = display[1].number_input("Clip the strongest pixels (%)", 0.0, 20.0, 2.0, 0.5, key="saliency_outliers",
+outlier_perc = display[2].number_input("Clip the strongest pixels (%)", 0.0, 20.0, 2.0, 0.5, key="saliency_outliers",
                                        help="The strongest pixels of each map are clipped, so a few extreme "
                                             "ones do not make the rest invisible (captum's outlier_perc).")
 
-identity = (checkpoint.path, checkpoint.content_hash, task_key(task), steps, lr, layers, method)
+identity = (checkpoint.path, checkpoint.content_hash, task_key(task), steps, lr, layers, method, method_choices,
+            images)
 with st.spinner(f"Computing {method} maps…"):
     before = attributions(*identity, 0, target, task)
     after = attributions(*identity, step, target, task)
-probabilities = trace.query_probabilities
-predicted_before, predicted_after = probabilities[0].argmax(-1), probabilities[step].argmax(-1)
 explained = "the class the model answers at each step" if target is None else \
     f"the class {readable_class_name(task.class_names[target])}"
-st.subheader("What the model looks at in each new image")
-st.caption(f"Each column is one new image; the maps explain {explained}. Under each map: the model's answer at "
+shown = "new image" if images == "query" else "example the model learns from"
+st.subheader("What the model looks at in each " + ("new image" if images == "query" else "example"))
+st.caption(f"Each column is one {shown}; the maps explain {explained}. Under each map: the model's answer at "
            "that step and how sure it is. The last row is the step's map minus step 0's: red where the model "
            "puts more weight after adapting, blue where it puts less.")
 st.plotly_chart(saliency_grid(
-    task.query_x.numpy(), before.values, after.values, step, task.class_names, predicted_before, predicted_after,
-    probabilities[0].max(-1), probabilities[step].max(-1), sign=sign, outlier_perc=float(outlier_perc)),
+    images_of(task, images).numpy(), before.values, after.values, step, task.class_names,
+    before.probabilities.argmax(-1), after.probabilities.argmax(-1), before.probabilities.max(-1),
+    after.probabilities.max(-1), sign=sign, outlier_perc=float(outlier_perc)),
     width="stretch", config={"displayModeBar": False})
 
 st.header("Can this map be trusted?")
 st.subheader("Does it add up?")
 if after.completeness is None:
     st.markdown(f"{method} makes no promise that its map adds up to the model's score, so there is nothing to "
-                "check here (Integrated Gradients and DeepLift make one).")
+                "check here (Integrated Gradients, DeepLift and GradientSHAP make one).")
 else:
-    errors = 100 * after.completeness
-    within = int((errors <= 1).sum())
-    st.markdown(f"Integrated Gradients and DeepLift promise that the pixels' shares add up to the change in the "
-                f"model's score from a {after.settings.get('baseline', 'black')} page to the image. At step {step} "
-                f"they add up within 1% for {within} of {services.plural(len(errors), 'image')}; the worst misses "
-                f"by {errors.max():.1f}%." + ("" if errors.max() <= 1 else
-                                                " Read the maps of images that miss by much with care."))
+    st.markdown(completeness_words(method, after, step))
 
 st.subheader("Does it depend on what the model learned?")
 st.caption("The randomisation test (Adebayo et al. 2018): the trained weights are replaced by random ones, layer "

@@ -1,8 +1,10 @@
-"""Cached saliency computations for pages/4_Saliency.py (not a page itself).
+"""Cached saliency computations and the method-settings widgets for pages/4_Saliency.py (not a
+page itself).
 
 Every cache is keyed by identifiers (checkpoint path and content hash, task key, adaptation
-steps, step size, adapted layers, method, step, target), never by tensors: `_task` is left
-out of the key. The trace comes from pages._shared's cached adaptation.
+steps, step size, adapted layers, method, the method's settings as (name, value) pairs, which
+images, step, target), never by tensors: `_task` is left out of the key. The trace comes from
+pages._shared's cached adaptation.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from metaviz import services
+from metaviz.explain import KNOBS, METHODS
 from pages._shared import adaptation_trace, load_checkpoint
 
 if TYPE_CHECKING:
@@ -19,33 +23,69 @@ if TYPE_CHECKING:
     from metaviz.tasks import Task
 
 RANDOMISED_KEY = "saliency_randomised"  # the randomisation tests this session has run (their identities)
+IMAGE_SETS = {"query": "New images (the ones it must recognise)", "support": "Examples (the ones it learns from)"}
+CLEAR_CHANGE = 0.5  # logits; below this a relative completeness error divides by almost nothing
 
+
+# --- method settings ------------------------------------------------------------------------
+
+def method_settings(method: str, container) -> tuple[tuple[str, object], ...]:
+    """Widgets for the method's knobs (metaviz.explain.KNOBS), drawn in `container`; returns the
+    chosen settings as (name, value) pairs, a plain cache key. Each value is kept under a key
+    of its own, so it survives a switch to another method or page."""
+    chosen = []
+    for name in METHODS[method].knobs:
+        knob, default = KNOBS[name], METHODS[method].defaults[name]
+        store, widget = f"saliency_{method}_{name}", f"saliency_{method}_{name}_input"
+        if widget not in st.session_state:
+            st.session_state[widget] = st.session_state.get(store, default)
+        if knob.choices is not None:
+            value = container.selectbox(knob.label, list(knob.choices), key=widget, help=knob.help,
+                                        format_func=knob.choices.get)
+        else:
+            whole = float(knob.step).is_integer() and isinstance(default, int)
+            kind = int if whole else float
+            value = container.number_input(knob.label, kind(knob.low), kind(knob.high), step=kind(knob.step),
+                                           key=widget, help=knob.help)
+            value = kind(value)
+        st.session_state[store] = value
+        chosen.append((name, value))
+    return tuple(chosen)
+
+
+# --- cached computations --------------------------------------------------------------------
 
 def _inputs(path: str, content_hash: str, task_id: str, steps: int, lr: float, layers: tuple[str, ...],
             task: Task):
     return load_checkpoint(path, content_hash), adaptation_trace(path, content_hash, task_id, steps, lr, layers, task)
 
 
+def images_of(task: Task, images: str):
+    return task.query_x if images == "query" else task.support_x
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def attributions(path: str, content_hash: str, task_id: str, steps: int, lr: float, layers: tuple[str, ...],
-                 method: str, step: int, target: int | None, _task: Task) -> Attribution:
-    """The method's maps of every query image at `step`, in one batched call."""
+                 method: str, settings: tuple, images: str, step: int, target: int | None,
+                 _task: Task) -> Attribution:
+    """The method's maps of every query (or support) image at `step`, in one batched call."""
     from metaviz.explain import attribute
 
     checkpoint, trace = _inputs(path, content_hash, task_id, steps, lr, layers, _task)
-    return attribute(checkpoint, trace, step, method, _task.query_x, target=target)
+    return attribute(checkpoint, trace, step, method, images_of(_task, images), target=target, **dict(settings))
 
 
 @st.cache_data(max_entries=32, show_spinner="Removing and adding pixels…")
 def faithfulness(path: str, content_hash: str, task_id: str, steps: int, lr: float, layers: tuple[str, ...],
-                 method: str, step: int, target: int | None, _task: Task) -> FaithfulnessCurves:
+                 method: str, settings: tuple, images: str, step: int, target: int | None,
+                 _task: Task) -> FaithfulnessCurves:
     from metaviz.explain import network_for
     from metaviz.trust import deletion_insertion_curves
 
     checkpoint, trace = _inputs(path, content_hash, task_id, steps, lr, layers, _task)
-    maps = attributions(path, content_hash, task_id, steps, lr, layers, method, step, target, _task)
+    maps = attributions(path, content_hash, task_id, steps, lr, layers, method, settings, images, step, target, _task)
     network = network_for(checkpoint, trace.params[step], trace.buffers)
-    return deletion_insertion_curves(network, _task.query_x, maps.targets, maps.values)
+    return deletion_insertion_curves(network, images_of(_task, images), maps.targets, maps.values)
 
 
 MAX_RANDOMISATIONS = 16  # results kept for all sessions, oldest dropped first
@@ -59,18 +99,19 @@ def _randomisation_results() -> dict:
 
 
 def randomisation(path: str, content_hash: str, task_id: str, steps: int, lr: float, layers: tuple[str, ...],
-                  method: str, step: int, targets: tuple[int, ...], task: Task,
+                  method: str, settings: tuple, images: str, step: int, targets: tuple[int, ...], task: Task,
                   progress: Callable[[int, int], None] | None = None) -> RandomisationResult:
     """The randomisation test, computed once per identity; remembered as run in this session,
     so the result stays on screen across reruns."""
     from metaviz.trust import randomisation_test
 
-    identity = (path, content_hash, task_id, steps, lr, layers, method, step, tuple(int(t) for t in targets))
+    identity = (path, content_hash, task_id, steps, lr, layers, method, settings, images, step,
+                tuple(int(t) for t in targets))
     results = _randomisation_results()
     if identity not in results:
         checkpoint, trace = _inputs(path, content_hash, task_id, steps, lr, layers, task)
-        result = randomisation_test(checkpoint, trace, step, method, task.query_x, list(identity[-1]),
-                                    progress=progress)
+        result = randomisation_test(checkpoint, trace, step, method, images_of(task, images), list(identity[-1]),
+                                    progress=progress, **dict(settings))
         while len(results) >= MAX_RANDOMISATIONS:
             results.pop(next(iter(results)))
         results[identity] = result
@@ -79,6 +120,34 @@ def randomisation(path: str, content_hash: str, task_id: str, steps: int, lr: fl
 
 
 def randomisation_done(path: str, content_hash: str, task_id: str, steps: int, lr: float, layers: tuple[str, ...],
-                       method: str, step: int, targets) -> bool:
-    identity = (path, content_hash, task_id, steps, lr, layers, method, step, tuple(int(t) for t in targets))
+                       method: str, settings: tuple, images: str, step: int, targets) -> bool:
+    identity = (path, content_hash, task_id, steps, lr, layers, method, settings, images, step,
+                tuple(int(t) for t in targets))
     return identity in st.session_state.get(RANDOMISED_KEY, set())
+
+
+# --- the checks in words --------------------------------------------------------------------
+
+def completeness_words(method: str, attribution: Attribution, step: int) -> str:
+    """Whether the map adds up, in words: how many images within 1%, and how honest the
+    worst misses are (a miss on an image whose score barely moved is a big fraction of little)."""
+    settings = attribution.settings
+    start = KNOBS["baseline"].choices[settings.get("baseline", "black")]
+    average = "" if "baseline" in settings else ", on average over its random noisy paths"
+    errors = 100 * attribution.completeness
+    clear = abs(attribution.score_change) >= CLEAR_CHANGE
+    within = int((errors <= 1).sum())
+    words = (f"{method} promises that the pixels' shares add up to the change in the model's score for the "
+             f"explained class between {start} and the image{average}. At step {step} they add up within 1% for "
+             f"{within} of {services.plural(len(errors), 'image')}.")
+    if within == len(errors):
+        return words
+    faint = int(((errors > 1) & ~clear).sum())
+    if faint:
+        words += (f" {faint} of the {len(errors) - within} that miss {'is an image' if faint == 1 else 'are images'}"
+                  f" whose score barely changes between {start} and the image (by less than {CLEAR_CHANGE}), "
+                  "where even a tiny miss is a large fraction.")
+    if (errors[clear] > 1).any():
+        words += (f" Where the score clearly changes, the worst misses by {errors[clear].max():.0f}%: read those "
+                  "maps as rough sketches, not exact shares.")
+    return words

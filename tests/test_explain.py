@@ -1,5 +1,7 @@
 """Attributions and their trust checks: shapes, completeness, batching, the randomisation
 test and deletion curves, on a tiny random checkpoint and the shipped ones."""
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,29 @@ def test_target_defaults_to_the_prediction_at_that_step(digits):
     np.testing.assert_array_equal(chosen.targets, [4, 4, 4])
 
 
+def test_each_map_comes_with_the_models_answer_at_that_step(digits):
+    checkpoint, task, trace = digits
+    for step in (0, trace.steps):
+        result = attribute(checkpoint, trace, step, "Saliency", task.query_x)
+        np.testing.assert_allclose(result.probabilities, trace.query_probabilities[step], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["Integrated Gradients", "Occlusion"])
+def test_support_images_are_explained_at_any_step(digits, method):
+    checkpoint, task, trace = digits
+    for step in (0, trace.steps):
+        result = attribute(checkpoint, trace, step, method, task.support_x)
+        assert result.values.shape == tuple(task.support_x.shape) and np.isfinite(result.values).all()
+        right = (result.probabilities.argmax(-1) == task.support_y.numpy()).mean()
+        assert right == pytest.approx(trace.support_accuracy[step])  # the same model the trace adapted
+
+
+def test_listing_the_methods_does_not_import_captum():
+    # the dashboard lists methods and their settings before any map is asked for
+    code = "import sys, metaviz.explain, metaviz.trust; assert 'captum' not in sys.modules, 'captum imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_nothing_is_mutated(digits):
     checkpoint, task, trace = digits
     before = {name: value.clone() for name, value in trace.params[2].items()}
@@ -184,6 +209,17 @@ def test_completeness_error_agrees_with_captums_delta(digits):
     np.testing.assert_allclose(zero, result.completeness, rtol=1e-5)
 
 
+def test_gradient_shap_adds_up_only_on_average_and_better_with_more_paths(digits):
+    checkpoint, task, trace = digits
+    few = attribute(checkpoint, trace, 3, "GradientSHAP", task.query_x, samples=16)
+    sums = few.values.reshape(len(task.query_x), -1).sum(1)
+    # captum's delta is Σ attributions − the mean change along the noisy paths
+    np.testing.assert_allclose(few.score_change, sums - few.convergence_delta, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(few.completeness, np.abs(few.convergence_delta) / np.abs(few.score_change), rtol=1e-4)
+    many = attribute(checkpoint, trace, 3, "GradientSHAP", task.query_x, samples=128)
+    assert np.median(many.completeness) < np.median(few.completeness)
+
+
 def test_gauss_legendre_beats_the_trapezoid_at_the_same_steps(digits):
     checkpoint, _, _ = digits
     for n_steps in (32, 50):
@@ -250,6 +286,15 @@ def test_randomisation_separates_the_gradient_from_model_independent_maps(digits
         np.testing.assert_allclose(result.spearman, 1.0)
         np.testing.assert_allclose(result.ssim, 1.0)
         assert not result.passed and result.verdict == SHOWS_THE_IMAGE
+
+
+def test_randomisation_uses_the_methods_settings(digits):
+    checkpoint, task, trace = digits
+    x = one_per_class(task)
+    targets = attribute(checkpoint, trace, 3, "Occlusion", x).targets
+    wide = randomisation_test(checkpoint, trace, 3, "Occlusion", x, targets, window=7, stride=1)
+    np.testing.assert_allclose(wide.original, attribute(checkpoint, trace, 3, "Occlusion", x, target=targets,
+                                                        window=7, stride=1).values, rtol=1e-5, atol=1e-7)
 
 
 # --- deletion and insertion ---------------------------------------------------------------

@@ -16,8 +16,10 @@ def test_normalise_map_follows_captum_sign_and_outliers():
     assert np.all(shown[1] == 0)  # a flat map stays flat, without dividing by zero
     assert normalise_map(values, "positive")[0, 0, 1] == 0  # evidence against is not shown
     assert normalise_map(values, "all", outlier_perc=0)[0, 0, 1] == pytest.approx(-0.01)
+    against = normalise_map(values, "negative", outlier_perc=0)
+    assert against[0, 0, 1] == -1 and against.max() == 0  # only evidence against, scaled by itself
     with pytest.raises(ValueError, match="unknown sign"):
-        normalise_map(values, "negative")
+        normalise_map(values, "against")
 
 
 def test_overlay_colours_for_and_against():
