@@ -7,6 +7,8 @@ appears before torch is imported.
 import streamlit as st
 
 from metaviz import services
+from metaviz.safety import unsafe_environment
+from pages._checkpoint_upload import checkpoint_upload
 from pages._shared import CHECKPOINT_KEY, inside_app
 
 OTHER_FOLDER_KEY = "other_checkpoint_folder"  # the folder named in the sidebar, kept for the session
@@ -14,6 +16,9 @@ CHOSEN_KEY = "chosen_checkpoint"  # the picked checkpoint's path, kept for the s
 
 st.set_page_config(page_title="metaviz: how a few-shot model adapts", page_icon=":material/neurology:",
                    layout="wide")
+if problem := unsafe_environment():  # files from users could run code here: refuse to start (metaviz.safety)
+    st.error(problem, icon=":material/gpp_bad:")
+    st.stop()
 
 
 def keep(widget: str, store: str) -> None:
@@ -48,7 +53,7 @@ def checkpoint_picker() -> None:
     with st.sidebar:
         st.markdown("### Model")
         picker = st.container()  # filled last: the folder field below decides what it lists
-        others = other_folder_checkpoints()
+        others = other_folder_checkpoints() + checkpoint_upload(CHOSEN_KEY)
     files = services.find_checkpoints()
     known = {file.path.resolve() for file in files}
     others = [file for file in others if file.path.resolve() not in known]  # the usual folder named again

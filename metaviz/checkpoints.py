@@ -2,15 +2,19 @@
 
 safetensors holds tensors and strings only, so loading a checkpoint can never run code.
 Plain PyTorch / learn2learn state dicts (`.pt`, `.pth`) are imported through
-`torch.load(..., weights_only=True)`, with the argument always explicit: an explicit True
-also overrides TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD in the environment.
+`torch.load(..., weights_only=True)`, with the argument always explicit, and only where
+metaviz.safety finds the environment safe (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD unset, torch >= 2.10).
+Damaged, truncated or altered files and weights that do not fit their model are
+CheckpointErrors whose message says which, in plain words.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import pickle
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from metaviz.models import ConvNetConfig, build_model, layer_of, model_config_to_dict
+from metaviz.safety import require_safe_environment
 
 FORMAT = "metaviz-checkpoint/1"
 METADATA_KEY = "metaviz"
@@ -72,6 +77,9 @@ class Checkpoint:
     def build_model(self) -> torch.nn.Module:
         """A fresh model holding theta_0 (eval mode); callers may not share it across threads."""
         model = build_model(self.model_config)
+        problem = fit_problem(model, {**self.parameters, **self.buffers})
+        if problem:
+            raise ValueError(problem)
         model.load_state_dict({**self.parameters, **self.buffers}, strict=True)
         return model
 
@@ -80,6 +88,24 @@ class Checkpoint:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         values["adapt_layers"] = list(self.adapt_layers) if self.adapt_layers is not None else None
         return {"format": FORMAT, **values}
+
+
+def _shape(tensor_or_size) -> str:
+    return "[" + ", ".join(str(size) for size in tuple(tensor_or_size)) + "]"
+
+
+def fit_problem(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> str | None:
+    """What keeps these tensors from fitting the model, in words (the first few problems);
+    None when every weight the model needs is there, with the right shape, and nothing else."""
+    expected = {name: value.shape for name, value in model.state_dict().items()}
+    problems = [f"{name} is missing" for name in expected if name not in tensors]
+    problems += [f"{name} is {_shape(tensors[name].shape)} where the model needs {_shape(shape)}"
+                 for name, shape in expected.items() if name in tensors and tensors[name].shape != shape]
+    problems += [f"{name} belongs to no layer of the model" for name in tensors if name not in expected]
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "the weights do not fit the model the file describes: " + "; ".join(problems[:3]) + more
 
 
 def code_version() -> str:
@@ -122,15 +148,41 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Checkpoint:
     return dataclasses.replace(checkpoint, path=str(path), content_hash=hashlib.sha256(data).hexdigest())
 
 
+def _layout_problem(data: bytes) -> str | None:
+    """What is wrong with a safetensors file's framing (8-byte header length, JSON header, then
+    the tensors' bytes at the offsets the header gives), in words; None when it holds together."""
+    if len(data) < 8:
+        return "the file is too short to be a checkpoint"
+    header_length = int.from_bytes(data[:8], "little")
+    if header_length > len(data) - 8:
+        if header_length > 100 * 2**20:
+            return "it is not a safetensors checkpoint (its first bytes are not a safetensors header)"
+        return "the file is incomplete: it ends inside its header (perhaps a download or copy was cut short)"
+    try:
+        header = json.loads(data[8 : 8 + header_length])
+        ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError, AttributeError):
+        return "its header is damaged, so the file is not a usable safetensors checkpoint"
+    stored = len(data) - 8 - header_length
+    if ends and max(ends) > stored:
+        return (f"the file is incomplete: its weights stop after {stored:,} of {max(ends):,} bytes "
+                "(perhaps a download or copy was cut short)")
+    return None
+
+
 def checkpoint_from_bytes(data: bytes, name: str, path: str | None = None) -> Checkpoint:
     """Parses a checkpoint file's bytes (never unpickles); CheckpointError when it is not one."""
+    problem = _layout_problem(data)
+    if problem:
+        raise CheckpointError(f"{name}: {problem}")
     try:
         tensors = load_safetensors_bytes(data)
         header_length = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_length])
         metadata = json.loads(header.get("__metadata__", {}).get(METADATA_KEY, "null"))
     except (SafetensorError, ValueError, UnicodeDecodeError, OSError) as error:
-        raise CheckpointError(f"{name}: not a safetensors checkpoint ({error})") from None
+        raise CheckpointError(f"{name}: its header does not match its contents, so the file is damaged or was "
+                              f"altered ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise CheckpointError(f"{name}: a safetensors file, but without metaviz metadata")
     metadata.pop("format")
@@ -154,7 +206,7 @@ def checkpoint_from_bytes(data: bytes, name: str, path: str | None = None) -> Ch
         )
         checkpoint.build_model()  # the tensors must fit the architecture they claim
     except (TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{name}: metadata and weights do not fit together ({error})") from None
+        raise CheckpointError(f"{name}: metadata and weights do not fit together: {error}") from None
     return checkpoint
 
 
@@ -198,18 +250,28 @@ def _from_learn2learn_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.
 def import_state_dict(
     path: str | Path, *, dataset: str = "omniglot", ways: int | None = None, shots: int = 1,
     queries: int = 1, inner_lr: float = 0.4, inner_steps: int = 3, name: str | None = None,
+    data: bytes | None = None,
 ) -> Checkpoint:
     """A `.pt`/`.pth` state dict of the 4-block conv net (metaviz or learn2learn layout,
     optionally wrapped by learn2learn's MAML: keys prefixed `module.`) as a Checkpoint.
+
+    `data`: the file's bytes when it was uploaded rather than read from disk (`path` then
+    only names it).
     """
     path = Path(path)
+    require_safe_environment()  # UnsafeEnvironment: no .pt file is opened at all (see metaviz.safety)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle.UnpicklingError and friends: refuse, never retry unsafely
+        # weights_only=True, always written out: the unpickler then builds tensors and plain
+        # containers only, and refuses anything that would call code.
+        state = torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # refused by the weights-only unpickler: never retry unsafely
         raise CheckpointError(
             f"{path.name}: refused. Only plain tensor state dicts load; this file holds other "
-            f"Python objects ({type(error).__name__})."
+            f"Python objects, which could run code on this computer ({type(error).__name__})."
         ) from None
+    except Exception as error:  # a damaged or truncated zip/pickle: torch raises RuntimeError, EOFError, ...
+        raise CheckpointError(f"{path.name}: the file is damaged or incomplete (perhaps a download or copy was "
+                              f"cut short), so no weights could be read from it ({type(error).__name__}).") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path.name}: not a state dict of tensors")
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -237,6 +299,6 @@ def import_state_dict(
     )
     try:
         checkpoint.build_model()
-    except RuntimeError as error:
-        raise CheckpointError(f"{path.name}: weights do not fit a conv net ({error})") from None
+    except (ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path.name}: {error}") from None
     return checkpoint

@@ -89,12 +89,13 @@ class _Collector:
 
     def result(self, sort: bool = False) -> UploadedImages:
         names = sorted(self.images, key=str.casefold) if sort else list(self.images)
+        skipped = len(self.notes)  # files; the class notes below are not
         images = {name: self.images[name] for name in names if self.images[name]}
         for name in [name for name in names if name not in images]:
             self.notes.append(f"class {name}: left out, none of its images could be read")
         if not images:
-            raise UploadError("no usable images were found" + (f" ({len(self.notes)} files skipped, listed below)"
-                                                               if self.notes else ""))
+            raise UploadError("no usable images were found" + (f" ({skipped} files skipped, listed below)"
+                                                               if skipped else ""))
         digest = hashlib.sha256()
         for name, found in images.items():
             digest.update(name.encode() + b"\0")
