@@ -76,18 +76,31 @@ class ConvNet(nn.Module):
         )
         self.head = nn.Linear(config.hidden, config.out_features)
 
-    def functional_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
-        for index in range(len(self.blocks)):
-            prefix = f"blocks.{index}."
-            x = F.conv2d(x, params[prefix + "conv.weight"], params[prefix + "conv.bias"], stride=2, padding=1)
-            if self.norm == "layer":
-                x = F.group_norm(x, 1, params[prefix + "norm.weight"], params[prefix + "norm.bias"], eps=1e-5)
-            elif self.norm == "batch_running":  # running statistics: never the batch's own
-                x = F.batch_norm(x, buffers[prefix + "norm.running_mean"], buffers[prefix + "norm.running_var"],
-                                 params[prefix + "norm.weight"], params[prefix + "norm.bias"], training=False,
-                                 eps=1e-5)
-            x = F.relu(x)
+    def _block(self, index: int, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        prefix = f"blocks.{index}."
+        x = F.conv2d(x, params[prefix + "conv.weight"], params[prefix + "conv.bias"], stride=2, padding=1)
+        if self.norm == "layer":
+            x = F.group_norm(x, 1, params[prefix + "norm.weight"], params[prefix + "norm.bias"], eps=1e-5)
+        elif self.norm == "batch_running":  # running statistics: never the batch's own
+            x = F.batch_norm(x, buffers[prefix + "norm.running_mean"], buffers[prefix + "norm.running_var"],
+                             params[prefix + "norm.weight"], params[prefix + "norm.bias"], training=False, eps=1e-5)
+        return F.relu(x)
+
+    def functional_forward(self, params: dict, buffers: dict, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """The logits for input images `x`; with `start` = j, `x` is instead the output of block j
+        (j blocks already applied), so a frozen prefix of blocks is computed once, not every step."""
+        for index in range(start, len(self.blocks)):
+            x = self._block(index, params, buffers, x)
         return F.linear(x.mean(dim=(2, 3)), params["head.weight"], params["head.bias"])
+
+    def functional_layer_outputs(self, params: dict, buffers: dict, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every layer's output for `x` ('conv1'..'convN' after ReLU, 'head' the logits): the
+        representations that representation-similarity measures such as CKA compare."""
+        outputs = {}
+        for index in range(len(self.blocks)):
+            x = outputs[f"conv{index + 1}"] = self._block(index, params, buffers, x)
+        outputs["head"] = F.linear(x.mean(dim=(2, 3)), params["head.weight"], params["head.bias"])
+        return outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.functional_forward(dict(self.named_parameters()), dict(self.named_buffers()), x)
@@ -100,9 +113,20 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         self.head = nn.Linear(sizes[-1], config.out_features)
 
-    def functional_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+    def functional_layer_outputs(self, params: dict, buffers: dict, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every layer's output for `x` ('fc1'.. after ReLU, 'head' the outputs)."""
+        outputs = {}
         x = x.flatten(1)
         for index in range(len(self.layers)):
+            x = outputs[f"fc{index + 1}"] = F.relu(F.linear(x, params[f"layers.{index}.weight"],
+                                                             params[f"layers.{index}.bias"]))
+        outputs["head"] = F.linear(x, params["head.weight"], params["head.bias"])
+        return outputs
+
+    def functional_forward(self, params: dict, buffers: dict, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """The outputs for inputs `x`; with `start` = j, `x` is the output of hidden layer j."""
+        x = x.flatten(1) if start == 0 else x
+        for index in range(start, len(self.layers)):
             x = F.relu(F.linear(x, params[f"layers.{index}.weight"], params[f"layers.{index}.bias"]))
         return F.linear(x, params["head.weight"], params["head.bias"])
 

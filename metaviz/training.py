@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,23 +102,37 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(len(values)))
 
 
+def default_test_queries(checkpoint: Checkpoint, queries: int | None = None) -> int:
+    """Query examples per class at meta-test time: 15 images (the usual Omniglot protocol), or
+    10 points for sinusoid."""
+    return queries or (10 if checkpoint.is_regression else 15)
+
+
+def meta_test_tasks(checkpoint: Checkpoint, count: int, seed: int = 0, queries: int | None = None,
+                    split: str | None = None, shots: int | None = None) -> Iterator[Task]:
+    """The `count` tasks `evaluate` uses for this seed, in its order: task i comes from a
+    generator seeded with (seed, i), so any statistic over them refers to the same tasks."""
+    config = TrainConfig(dataset=checkpoint.dataset, ways=checkpoint.ways, shots=shots or checkpoint.shots)
+    source = TaskSource(config, split or checkpoint.test_split, default_test_queries(checkpoint, queries))
+    for index in range(count):
+        yield source.sample(np.random.default_rng([seed, index]))
+
+
 def evaluate(checkpoint: Checkpoint, tasks: int = 600, seed: int = 0, steps: int | None = None,
              queries: int | None = None, split: str | None = None, device: str = "cpu", shots: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict:
     """Meta-test accuracy (or MSE for sinusoid) with 95% CI over `tasks` tasks, per step."""
     steps = checkpoint.inner_steps if steps is None else steps
-    queries = queries or (10 if checkpoint.is_regression else 15)
+    queries = default_test_queries(checkpoint, queries)
     shots = shots or checkpoint.shots
-    config = TrainConfig(dataset=checkpoint.dataset, ways=checkpoint.ways, shots=shots)
-    source = TaskSource(config, split or checkpoint.test_split, queries)
     torch_device = torch.device(device)
     model = checkpoint.build_model().to(torch_device)
     params = {k: v.to(torch_device) for k, v in checkpoint.parameters.items()}
     buffers = {k: v.to(torch_device) for k, v in checkpoint.buffers.items()}
     adapt = adapted_names(params, checkpoint.adapt_layers)
     results = []
-    for index in range(tasks):
-        task = _to(source.sample(np.random.default_rng([seed, index])), torch_device)
+    for index, task in enumerate(meta_test_tasks(checkpoint, tasks, seed, queries, split, shots)):
+        task = _to(task, torch_device)
         results.append(per_step_query_metrics(model, params, buffers, task, steps, checkpoint.inner_lr, adapt))
         if progress:
             progress(index + 1, tasks)
