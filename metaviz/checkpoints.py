@@ -108,6 +108,17 @@ def fit_problem(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> str
     return "the weights do not fit the model the file describes: " + "; ".join(problems[:3]) + more
 
 
+def parameter_hash(checkpoint: Checkpoint) -> str:
+    """sha256 of the meta-parameters and buffers as they are in memory now (names, shapes, bytes):
+    a shared, cached checkpoint that someone changed in place no longer matches its file."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted({**checkpoint.parameters, **checkpoint.buffers}.items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def code_version() -> str:
     from metaviz import __version__
 

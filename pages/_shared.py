@@ -276,11 +276,22 @@ def adaptation_trace(path: str, content_hash: str, task_id: str, steps: int, lr:
     return adapt(load_checkpoint(path, content_hash), _task, steps=steps, lr=lr, adapt_layers=adapt_layers)
 
 
+def session_token() -> str:
+    """This browser session's own random token (session state is per session): the key under
+    which metaviz.one_run lets one long computation of the session run at a time."""
+    import uuid
+
+    return st.session_state.setdefault("one_run_session_token", uuid.uuid4().hex)
+
+
 def run_adaptation(checkpoint: Checkpoint, task: Task, steps: int, lr: float,
                    adapt_layers: tuple[str, ...]) -> AdaptationTrace:
+    from metaviz.one_run import LONG_COMPUTATIONS
+
     try:
-        return adaptation_trace(checkpoint.path, checkpoint.content_hash, task_key(task), steps, lr,
-                                tuple(adapt_layers), task)
+        with LONG_COMPUTATIONS.hold(session_token()):  # a double click waits for the first run's end
+            return adaptation_trace(checkpoint.path, checkpoint.content_hash, task_key(task), steps, lr,
+                                    tuple(adapt_layers), task)
     except (ValueError, RuntimeError) as error:
         st.error(f"Adaptation failed: {services.markdown_text(error)}")
     st.stop()
