@@ -88,6 +88,8 @@ navigation = st.navigation([
     st.Page("pages/2_Task.py", title="Task", icon=":material/grid_view:"),
     st.Page("pages/3_Adaptation.py", title="Adaptation", icon=":material/trending_down:"),
     st.Page("pages/4_Saliency.py", title="Saliency", icon=":material/visibility:"),
+    st.Page("pages/5_Layers.py", title="Layers", icon=":material/stacks:"),
+    st.Page("pages/6_Task_embeddings.py", title="Task embeddings", icon=":material/scatter_plot:"),
 ])
 with st.sidebar:
     st.caption("metaviz shows how a meta-learned model learns a new task from a handful of examples, "

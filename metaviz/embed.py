@@ -12,11 +12,12 @@ batch by batch, by a sparse random projection (Johnson-Lindenstrauss: pairwise d
 survive within a few percent), so 2,000 tasks never hold 2,000 x 112k floats and a cached
 result stays a few megabytes.
 
-umap-learn compiles its numba kernels on first use (~15 s on this 2-core machine). Its
-kernels are not declared `cache=True`, so numba's disk cache does not remove that cost:
-`start_warm_up()` compiles them in a background thread while the tasks adapt, and
-`embed_updates` waits for it only if it is still running. umap, numba and scikit-learn's
-manifold module are imported inside functions: nothing here slows the dashboard's start.
+umap-learn compiles its numba kernels on first use (15-25 s on this 2-core machine), in every
+new process: its kernels are not declared `cache=True`. `import_umap` switches numba's disk
+cache on for them, so only the first process ever compiles (a later one loads them in about
+a second), and `start_warm_up()` runs that import and a tiny fit in a background thread
+while the tasks adapt. umap, numba and scikit-learn's manifold module are imported inside
+functions: nothing here slows the dashboard's start.
 """
 from __future__ import annotations
 
@@ -152,17 +153,18 @@ def _sketcher(width: int, random_state: int):
 
 
 def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: int = 0, layer: str | None = None,
-                    steps: int | None = None, lr: float | None = None, shots: int | None = None,
-                    queries: int | None = None, one_group: bool = False, batch_size: int = BATCH_SIZE,
-                    random_state: int = 0, progress: Progress | None = None) -> TaskUpdates:
+                    steps: int | None = None, lr: float | None = None, adapt_layers: Sequence[str] | None = None,
+                    shots: int | None = None, queries: int | None = None, one_group: bool = False,
+                    batch_size: int = BATCH_SIZE, random_state: int = 0,
+                    progress: Progress | None = None) -> TaskUpdates:
     """Samples `n_tasks` tasks from the checkpoint's meta-test split (see `sample_tasks`), adapts
-    each with the checkpoint's inner loop (steps, lr and adapted layers, unless given) and
-    collects their update vectors: every adapted layer's, or only `layer`'s."""
+    each with the checkpoint's inner loop (steps, lr, adapted layers and task shape, unless
+    given) and collects their update vectors: every adapted layer's, or only `layer`'s."""
     steps = checkpoint.inner_steps if steps is None else int(steps)
     lr = checkpoint.inner_lr if lr is None else float(lr)
     if steps < 1:
         raise ValueError("at least one adaptation step is needed for a task to move the parameters")
-    names = adapted_names(checkpoint.parameters, checkpoint.adapt_layers)
+    names = adapted_names(checkpoint.parameters, checkpoint.adapt_layers if adapt_layers is None else adapt_layers)
     if layer is not None:
         if layer not in {layer_of(name) for name in names}:
             raise ValueError(f"layer {layer!r} does not adapt in this checkpoint")
@@ -231,15 +233,38 @@ _warm_up_lock = threading.Lock()
 _warm_up_thread: threading.Thread | None = None
 
 
-def _compile_umap() -> None:
-    import umap
+_umap_lock = threading.Lock()
 
+
+def import_umap():
+    """umap, its numba kernels compiled once per installation instead of once per process:
+    numba's disk cache (next to umap's sources, else numba's user cache) is switched on for
+    every kernel umap defines at import. A kernel numba cannot cache just compiles as before."""
+    with _umap_lock:
+        import umap
+        from numba.core.caching import FunctionCache
+        from numba.core.registry import CPUDispatcher
+        from umap import distances, layouts, sparse, spectral, umap_, utils
+
+        for module in (umap_, layouts, utils, spectral, distances, sparse):
+            for value in vars(module).values():
+                if isinstance(value, CPUDispatcher) and not isinstance(value._cache, FunctionCache):
+                    try:
+                        value.enable_caching()
+                    except RuntimeError:  # no writable cache location: compile in memory
+                        pass
+        return umap
+
+
+def _compile_umap() -> None:
+    umap = import_umap()
     points = np.random.default_rng(0).normal(size=(120, 8)).astype(np.float32)
-    umap.UMAP(n_neighbors=10, random_state=0, n_epochs=20).fit_transform(points)
+    umap.UMAP(n_neighbors=10, random_state=0, n_epochs=20, n_jobs=1).fit_transform(points)
 
 
 def start_warm_up() -> threading.Thread:
-    """Compiles UMAP's numba kernels in a daemon thread, once per process; returns the thread."""
+    """Imports umap and compiles (or loads) its numba kernels in a daemon thread, once per
+    process; returns the thread."""
     global _warm_up_thread
     with _warm_up_lock:
         if _warm_up_thread is None:
@@ -268,12 +293,13 @@ def project(vectors: np.ndarray, method: str = "umap", random_state: int = 0, pc
         settings["perplexity"] = perplexity
         coordinates = TSNE(2, perplexity=perplexity, init="pca", random_state=random_state).fit_transform(reduced)
         return coordinates.astype(np.float32), settings
-    start_warm_up().join()  # compiled by now, normally, while the tasks adapted
-    import umap
+    start_warm_up().join()  # done by now, normally, while the tasks adapted
+    umap = import_umap()
 
     settings |= {"n_neighbors": int(min(n_neighbors, count - 1)), "min_dist": float(min_dist)}
     # A random_state makes UMAP single-threaded and repeatable: the same state, the same picture.
-    reducer = umap.UMAP(n_neighbors=settings["n_neighbors"], min_dist=min_dist, random_state=random_state)
+    reducer = umap.UMAP(n_neighbors=settings["n_neighbors"], min_dist=min_dist, random_state=random_state,
+                        n_jobs=1)
     return reducer.fit_transform(reduced).astype(np.float32), settings
 
 
@@ -332,3 +358,17 @@ def neighbour_r2(points: np.ndarray, values, k: int = NEIGHBOURS) -> float:
     values = np.asarray(values, dtype=float)
     predicted = values[_neighbours(np.asarray(points), neighbour_count(len(points), k))].mean(1)
     return float(1 - ((values - predicted) ** 2).sum() / ((values - values.mean()) ** 2).sum())
+
+
+def structure_measures(embedding: Embedding, shuffles: int = 200) -> dict[str, Purity | float]:
+    """What the picture's neighbourhoods show: alphabet purity against chance when the tasks
+    each come from one alphabet ("alphabet"), how well neighbours agree on a sine wave's
+    amplitude and phase ("amplitude", "phase": R^2)."""
+    meta, points = embedding.metadata, embedding.coordinates
+    measures: dict[str, Purity | float] = {}
+    if "alphabet" in meta and "mixed" not in set(meta["alphabet"].tolist()) and len(set(meta["alphabet"].tolist())) > 1:
+        measures["alphabet"] = neighbour_purity(points, meta["alphabet"].astype(str), shuffles=shuffles)
+    for name in ("amplitude", "phase"):
+        if name in meta:
+            measures[name] = neighbour_r2(points, meta[name])
+    return measures

@@ -1,0 +1,146 @@
+"""The task-embedding scatter: pure function from an `Embedding` (metaviz.embed) to a plotly figure.
+
+Every point carries its row of the embedding as customdata[0], so a selection in the browser
+names the task whatever the traces are (one per category, or one coloured by a number).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from metaviz.figures import figure_text, readable_class_name
+
+if TYPE_CHECKING:
+    from metaviz.embed import Embedding
+
+# metadata column -> what a legend, colour bar or picker calls it
+COLOUR_FIELDS = {
+    "alphabet": "Alphabet",
+    "query_accuracy_after": "New images recognised after adapting",
+    "query_accuracy_before": "New images recognised before adapting",
+    "support_loss_after": "Loss on the examples after adapting",
+    "query_loss_after": "Error on new points after adapting",
+    "update_norm": "Size of the update",
+    "amplitude": "Amplitude of the wave",
+    "phase": "Phase of the wave",
+}
+PERCENT_FIELDS = {"query_accuracy_after", "query_accuracy_before"}
+METHOD_AXES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
+CATEGORY_COLOURS = qualitative.Dark24  # 20 Omniglot test alphabets + "mixed" fit without repeats
+MAX_CATEGORIES = len(CATEGORY_COLOURS) - 1  # beyond this, the rarest share one "other" colour
+FADED = 0.12  # opacity of points the search does not match
+CURRENT_COLOUR = "#d62728"
+
+
+def colour_fields(embedding: Embedding) -> list[str]:
+    """The metadata columns a picture can be coloured by: known columns, and a category only
+    when it splits the points (digit tasks, for one, are all "mixed")."""
+    fields = []
+    for name in COLOUR_FIELDS:
+        column = embedding.metadata.get(name)
+        if column is None:
+            continue
+        if column.dtype == object and len(set(column.tolist())) < 2:
+            continue
+        fields.append(name)
+    return fields
+
+
+def _value_text(name: str, value) -> str:
+    return f"{100 * value:.0f}%" if name in PERCENT_FIELDS else f"{value:.3g}"
+
+
+def _short_list(names: Sequence[str], limit: int = 3) -> str:
+    shown = "; ".join(figure_text(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def hover_texts(embedding: Embedding) -> list[str]:
+    """One hover text per point: which task, its classes or wave, and how adapting went."""
+    meta = embedding.metadata
+    texts = []
+    for row in range(len(embedding)):
+        lines = [f"<b>Task number {meta['seed'][row]}</b>"]
+        if "classes" in meta:
+            classes = [readable_class_name(name) for name in meta["classes"][row]]
+            lines.append(f"Alphabets: {_short_list(list(meta['alphabets'][row]))}")
+            lines.append(f"Classes: {_short_list(classes)}")
+            lines.append(f"New images recognised: {_value_text('query_accuracy_before', meta['query_accuracy_before'][row])}"
+                         f" before, {_value_text('query_accuracy_after', meta['query_accuracy_after'][row])} after")
+        if "amplitude" in meta:
+            lines.append(f"Amplitude {meta['amplitude'][row]:.2f}, phase {meta['phase'][row]:.2f}")
+            lines.append(f"Error on new points: {meta['query_loss_before'][row]:.3g} before, "
+                         f"{meta['query_loss_after'][row]:.3g} after")
+        lines.append(f"Loss on the examples after adapting: {meta['support_loss_after'][row]:.3g}")
+        lines.append(f"Size of the update: {meta['update_norm'][row]:.3g}")
+        texts.append("<br>".join(lines))
+    return texts
+
+
+def _categories(column: np.ndarray) -> list[str]:
+    """Categories, most frequent first; past MAX_CATEGORIES the rest become "other"."""
+    values, counts = np.unique(column.astype(str), return_counts=True)
+    order = [str(value) for value in values[np.argsort(-counts, kind="stable")]]
+    return order[:MAX_CATEGORIES] + (["other"] if len(order) > MAX_CATEGORIES else [])
+
+
+def embedding_scatter(embedding: Embedding, colour_by: str, current: int | None = None,
+                      matches: np.ndarray | None = None) -> go.Figure:
+    """The tasks as points, coloured by metadata column `colour_by`; `current` (a row) ringed;
+    points outside `matches` (a boolean mask, e.g. a search) faded."""
+    if colour_by not in embedding.metadata:
+        raise ValueError(f"no metadata column {colour_by!r}; there are {sorted(embedding.metadata)}")
+    x, y = embedding.coordinates[:, 0], embedding.coordinates[:, 1]
+    rows = np.arange(len(embedding))
+    hover = np.array(hover_texts(embedding), dtype=object)
+    opacity = np.full(len(embedding), 0.85) if matches is None else np.where(matches, 0.95, FADED)
+    column = embedding.metadata[colour_by]
+    label = COLOUR_FIELDS.get(colour_by, colour_by)
+    common = dict(mode="markers", hovertemplate="%{text}<extra></extra>")
+    fig = go.Figure()
+    if column.dtype == object or column.dtype.kind in "US":
+        categories = _categories(column)
+        kept = set(categories)
+        names = np.array([value if value in kept else "other" for value in column.astype(str)], dtype=object)
+        for index, category in enumerate(categories):
+            members = rows[names == category]
+            fig.add_trace(go.Scatter(
+                x=x[members], y=y[members], customdata=members[:, None], text=hover[members],
+                name=figure_text(category), marker=dict(size=8, color=CATEGORY_COLOURS[index],
+                                                        opacity=opacity[members]), **common))
+        fig.update_layout(legend=dict(title=label, itemsizing="constant"))
+    else:
+        values = column.astype(float)
+        bar_ticks = dict(tickformat=".0%") if colour_by in PERCENT_FIELDS else {}
+        fig.add_trace(go.Scatter(
+            x=x, y=y, customdata=rows[:, None], text=hover, name=label, showlegend=False,
+            marker=dict(size=8, color=values, colorscale="Viridis", opacity=opacity,
+                        colorbar=dict(title=dict(text=label.replace(" after", "<br>after"), side="right"),
+                                      **bar_ticks)), **common))
+    if current is not None:
+        fig.add_trace(go.Scatter(
+            x=[x[current]], y=[y[current]], customdata=[[current]], text=[hover[current]], name="current task",
+            marker=dict(size=20, symbol="circle-open", color=CURRENT_COLOUR, line=dict(width=3)), **common))
+    axis = METHOD_AXES.get(embedding.method, embedding.method)
+    fig.update_xaxes(title=f"{axis} 1", showticklabels=False, zeroline=False)
+    fig.update_yaxes(title=f"{axis} 2", showticklabels=False, zeroline=False)
+    fig.update_layout(height=620, margin=dict(l=40, r=20, t=30, b=40), hovermode="closest",
+                      hoverlabel=dict(align="left"), plot_bgcolor="#fafafa", uirevision=embedding.method)
+    return fig
+
+
+def search_matches(embedding: Embedding, query: str) -> np.ndarray | None:
+    """Points whose alphabets or classes contain `query` (any case); None for an empty query."""
+    # Class names spell spaces as underscores ("Alphabet_of_the_Magi"); users type spaces.
+    query = query.strip().lower().replace("_", " ")
+    if not query:
+        return None
+    meta = embedding.metadata
+    if "classes" not in meta:
+        return np.zeros(len(embedding), dtype=bool)
+    names = ("|".join(list(classes) + list(alphabets)) for classes, alphabets in zip(meta["classes"], meta["alphabets"]))
+    return np.array([query in name.lower().replace("_", " ") for name in names])

@@ -1,0 +1,146 @@
+"""Hundreds of tasks at once: a map of how adapting to each one moves the model, with click-through."""
+import streamlit as st
+
+from metaviz import services
+from metaviz.embed import DEFAULT_TASKS, MAX_TASKS, METHODS, MIN_TASKS
+from metaviz.embed_figures import COLOUR_FIELDS, colour_fields, embedding_scatter, search_matches
+from metaviz.figures import readable_class_name, task_grid
+from pages._embed import task_embedding
+from pages._shared import (
+    LIMITS, TaskSettings, ensure_app, remembered_number_input, require_checkpoint, sampled_task,
+    store_task_settings, task_settings,
+)
+from pages._upload import SAMPLED, SOURCE_KEY
+
+ensure_app()
+
+ADAPTATION_PAGE = "pages/3_Adaptation.py"
+CHART_KEY = "embedding_chart"
+
+checkpoint = require_checkpoint()
+settings = task_settings(checkpoint)
+key = services.short_hash(checkpoint.content_hash)
+regression = checkpoint.is_regression
+
+st.title("Task embeddings")
+st.caption("Each point is one task. Adapting to a task moves the model's settings (its parameters) a little; "
+           "the map puts tasks whose moves are alike close together. Colour the points by what you want to "
+           "compare, hover for details, and click a point to look at that task.")
+
+# The adaptation the map shows is the Adaptation page's (kept per checkpoint), else the checkpoint's,
+# so a clicked task replays there exactly as it moved here.
+steps = max(1, int(st.session_state.get(f"steps_{key}", checkpoint.inner_steps)))
+lr = float(st.session_state.get(f"lr_{key}", checkpoint.inner_lr))
+adapt_layers = tuple(st.session_state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
+
+columns = st.columns([1, 1, 1.4, 1.2])
+n_tasks = remembered_number_input(columns[0], "Tasks", "embed_tasks", DEFAULT_TASKS, min_value=MIN_TASKS,
+                                  max_value=MAX_TASKS, step=50,
+                                  help="How many tasks to draw and adapt to. More tasks take longer (about "
+                                       "half a minute for 500 Omniglot tasks the first time).")
+first = remembered_number_input(columns[1], "First task number", "embed_seed", 0, min_value=0,
+                                max_value=LIMITS["seed"][1] - MAX_TASKS,
+                                help="The tasks are numbered from here on; task number n is the one the Task "
+                                     "page shows for that number.")
+whole = "all layers that adapt"
+layer = columns[2].selectbox("Which part of the update", [whole, *adapt_layers], key="embed_layer",
+                             format_func=lambda name: name if name == whole else services.layer_label(name),
+                             help="Compare the tasks' whole updates, or only how one layer moved.")
+method = columns[3].selectbox("Map", list(METHODS), format_func=METHODS.get, key="embed_method",
+                              help="UMAP keeps neighbourhoods (similar tasks together); t-SNE too, more slowly; "
+                                   "PCA shows the two directions in which the updates differ most.")
+one_group = False
+if not regression and checkpoint.dataset == "omniglot":
+    one_group = st.toggle("Each task from one alphabet", value=True, key="embed_one_group",
+                          help="Draw all classes of a task from one alphabet, the alphabets taking turns, "
+                               "to see whether tasks of the same alphabet end up close together.")
+method_settings = {}
+with st.expander("Map settings"):
+    knobs = st.columns(3)
+    random_state = int(knobs[0].number_input("Random state", 0, 10_000, 0, key="embed_random_state",
+                                             help="The same number always draws the same map."))
+    if method == "umap":
+        method_settings["n_neighbors"] = int(knobs[1].slider("Neighbours", 2, 100, 15, key="embed_neighbours",
+                                                             help="Small: fine local detail; large: the "
+                                                                  "overall layout."))
+        method_settings["min_dist"] = float(knobs[2].slider("Minimum distance", 0.0, 0.99, 0.1,
+                                                            key="embed_min_dist",
+                                                            help="How tightly points may pack together."))
+    elif method == "tsne":
+        method_settings["perplexity"] = float(knobs[1].slider("Perplexity", 5, 100, 30, key="embed_perplexity",
+                                                              help="Roughly how many neighbours each point "
+                                                                   "keeps in view."))
+
+tasks = {"n_tasks": int(n_tasks), "seed": int(first), "shots": settings.shots, "queries": settings.queries,
+         "one_group": one_group, "layer": None if layer == whole else layer}
+adaptation = {"steps": steps, "lr": lr, "adapt_layers": adapt_layers}
+embedding, measures = task_embedding(checkpoint.path, checkpoint.content_hash, tasks, adaptation, method,
+                                     random_state, method_settings)
+
+shape = (f"{services.plural(settings.shots, 'given point')}, {services.plural(settings.queries, 'point')} to predict"
+         if regression else f"{services.plural(settings.shots, 'example')} and "
+                            f"{services.plural(settings.queries, 'new image')} per class")
+st.markdown(f"Tasks number {int(first)} to {int(first) + len(embedding) - 1} ({shape}, as set on the Task page), "
+            f"each adapted with {services.plural(steps, 'step')} of size {lr:g}.")
+summary = st.columns(3)
+summary[0].metric("Trustworthiness", f"{embedding.trustworthiness:.2f}",
+                  help=f"Of each task's {embedding.neighbours} nearest neighbours on the map, how many are "
+                       "also near it in the full update. 1.00: all of them; about 0.5: a random map. "
+                       "Distances on the map only mean something when this is high.")
+if "alphabet" in measures:
+    purity = measures["alphabet"]
+    summary[1].metric("Neighbours from the same alphabet", f"{100 * purity.observed:.0f}%",
+                      delta=f"{100 * (purity.observed - purity.chance):+.0f} points over chance",
+                      help=f"Of each task's {purity.k} nearest neighbours on the map, the share that come from "
+                           f"the same alphabet. By chance (alphabets shuffled over the points): "
+                           f"{100 * purity.chance:.0f}%.")
+for column, name in zip(summary[1:], [name for name in ("amplitude", "phase") if name in measures]):
+    column.metric(f"Neighbours agree on {name}", f"{measures[name]:.2f}",
+                  help=f"How well a task's {name} is predicted by its neighbours' on the map (R²): 1 means "
+                       "the map orders the tasks by it, 0 or below that it ignores it.")
+
+controls = st.columns([1, 2])
+fields = colour_fields(embedding)
+colour_by = controls[0].selectbox("Colour by", fields, format_func=COLOUR_FIELDS.get, key="embed_colour")
+query = "" if regression else controls[1].text_input(
+    "Find alphabets or classes", key="embed_search", placeholder="e.g. Gurmukhi or character05",
+    help="Tasks with a matching alphabet or class stay bright; the others fade.")
+matches = search_matches(embedding, query)
+if matches is not None:
+    controls[1].caption(f"{services.plural(int(matches.sum()), 'task')} of {len(embedding)} match.")
+
+seeds = embedding.metadata["seed"]
+groups = embedding.metadata.get("groups")
+current = [row for row in range(len(embedding)) if seeds[row] == settings.seed and not settings.classes
+           and (groups is None or tuple(groups[row]) == tuple(settings.groups))]
+event = st.plotly_chart(embedding_scatter(embedding, colour_by, current[0] if current else None, matches),
+                        width="stretch", on_select="rerun", selection_mode="points", key=CHART_KEY,
+                        config={"displaylogo": False})
+st.caption("The axes have no units: only which tasks sit near which others means something. "
+           + ("The red ring marks the current task (the one on the Task page)." if current else ""))
+
+chosen = [point["customdata"][0] for point in event.selection.points if point.get("customdata")]
+if not chosen:
+    st.info("Click a point to see that task here and open it on the Adaptation page.", icon=":material/touch_app:")
+    st.stop()
+
+row = int(chosen[0])
+chosen_settings = TaskSettings(shots=settings.shots, queries=settings.queries, seed=int(seeds[row]),
+                               groups=tuple(groups[row]) if groups is not None else ())
+st.subheader(f"Task number {chosen_settings.seed}")
+if regression:
+    st.markdown(f"A sine wave of amplitude {embedding.metadata['amplitude'][row]:.2f} and phase "
+                f"{embedding.metadata['phase'][row]:.2f}. Its error on new points went from "
+                f"{embedding.metadata['query_loss_before'][row]:.3g} to {embedding.metadata['query_loss_after'][row]:.3g}.")
+else:
+    names = "; ".join(readable_class_name(name) for name in embedding.metadata["classes"][row])
+    st.markdown(f"Classes: {services.markdown_text(names)}. New images recognised: "
+                f"{100 * embedding.metadata['query_accuracy_before'][row]:.0f}% before adapting, "
+                f"{100 * embedding.metadata['query_accuracy_after'][row]:.0f}% after.")
+if st.button("Open this task on the Adaptation page", icon=":material/arrow_forward:", type="primary"):
+    store_task_settings(chosen_settings)
+    st.session_state[SOURCE_KEY] = SAMPLED  # the clicked task, not an uploaded one
+    st.switch_page(ADAPTATION_PAGE)
+task = sampled_task(checkpoint.dataset, checkpoint.test_split, checkpoint.ways, chosen_settings.shots,
+                    chosen_settings.queries, chosen_settings.seed, **chosen_settings.restriction())
+st.plotly_chart(task_grid(task), width="stretch", config={"displayModeBar": False})

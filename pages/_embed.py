@@ -1,0 +1,83 @@
+"""Task embeddings for pages/6_Task_embeddings.py, computed once and kept (not a page itself).
+
+Adapting hundreds of tasks takes seconds, and the page shows a progress bar meanwhile. A bar
+cannot live inside st.cache_data: Streamlit replays the elements a cached function drew, and
+a bar drawn into the page from inside that function breaks the replay
+(CacheReplayClosureError). So the results live in a small store shared by every session
+(one st.cache_resource), keyed by plain identifiers (checkpoint path and content hash, task
+settings, layer, method settings), and the bar is drawn by the page around the computation.
+Stored results are never mutated.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from pages._shared import load_checkpoint
+
+if TYPE_CHECKING:
+    from metaviz.embed import Embedding, TaskUpdates
+
+STORE_SIZE = 12  # results kept: a few settings of a few checkpoints
+
+
+@st.cache_resource
+def _store() -> tuple[OrderedDict, threading.Lock]:
+    return OrderedDict(), threading.Lock()
+
+
+def remembered(key: tuple, compute: Callable[[], object]):
+    """The stored result for `key`, else `compute()`'s (kept; the least recently used goes)."""
+    store, lock = _store()
+    with lock:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    value = compute()  # outside the lock: one session's long computation never blocks another's page
+    with lock:
+        store[key] = value
+        while len(store) > STORE_SIZE:
+            store.popitem(last=False)
+    return value
+
+
+def _with_progress(compute: Callable):
+    bar = st.progress(0.0, text="Adapting the model to each task…")
+    try:
+        return compute(lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
+    finally:
+        bar.empty()
+
+
+def task_updates(path: str, content_hash: str, tasks: dict, adaptation: dict) -> TaskUpdates:
+    """`tasks`: n_tasks, seed, shots, queries, one_group, layer; `adaptation`: steps, lr,
+    adapt_layers (a tuple). Both plain values, so the key is plain too."""
+    from metaviz.embed import collect_updates
+
+    key = ("updates", path, content_hash, tuple(sorted(tasks.items())), tuple(sorted(adaptation.items())))
+    return remembered(key, lambda: _with_progress(
+        lambda progress: collect_updates(load_checkpoint(path, content_hash), **tasks, **adaptation,
+                                         progress=progress)))
+
+
+def task_embedding(path: str, content_hash: str, tasks: dict, adaptation: dict, method: str, random_state: int,
+                   method_settings: dict) -> tuple[Embedding, dict]:
+    """The embedding and its structure measures (metaviz.embed.structure_measures)."""
+    from metaviz import embed
+
+    key = ("embedding", path, content_hash, tuple(sorted(tasks.items())), tuple(sorted(adaptation.items())),
+           method, random_state, tuple(sorted(method_settings.items())))
+
+    def compute():
+        if method == "umap":
+            embed.start_warm_up()  # UMAP's kernels compile while the tasks adapt
+        updates = task_updates(path, content_hash, tasks, adaptation)
+        with st.spinner("Drawing the map of the tasks…"):
+            embedding = embed.embed_updates(updates, method, random_state, **method_settings)
+            return embedding, embed.structure_measures(embedding)
+
+    return remembered(key, compute)

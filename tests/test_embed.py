@@ -1,0 +1,217 @@
+"""metaviz.embed and metaviz.embed_figures: vectorised updates against the plain inner loop,
+repeatable projections, quality thresholds on data with known structure, aligned metadata."""
+import numpy as np
+import pytest
+import torch
+
+from metaviz import embed
+from metaviz.adaptation import adapt
+from metaviz.checkpoints import Checkpoint
+from metaviz.embed_figures import colour_fields, embedding_scatter, hover_texts, search_matches
+from metaviz.models import ConvNetConfig, MLPConfig, build_model, model_config_to_dict
+from metaviz.tasks import sample_task
+
+
+def make_checkpoint(dataset: str = "digits", adapt_layers=None) -> Checkpoint:
+    torch.manual_seed(0)
+    regression = dataset == "sinusoid"
+    config = MLPConfig() if regression else ConvNetConfig(out_features=5, hidden=16)
+    model = build_model(config)
+    return Checkpoint(name="test", model_config=model_config_to_dict(config),
+                      parameters={key: value.detach() for key, value in model.named_parameters()},
+                      algorithm="maml", dataset=dataset, ways=0 if regression else 5, shots=5 if regression else 1,
+                      queries=10 if regression else 3, inner_lr=0.01 if regression else 0.4, inner_steps=2,
+                      adapt_layers=adapt_layers)
+
+
+def blobs(per_cluster: int = 40, clusters: int = 4, width: int = 60, seed: int = 0):
+    """Well separated Gaussian clusters in `width` dimensions, and their labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=8.0, size=(clusters, width))
+    labels = np.repeat(np.arange(clusters), per_cluster)
+    return (centres[labels] + rng.normal(size=(len(labels), width))).astype(np.float32), labels
+
+
+def updates_from(vectors: np.ndarray, **metadata) -> embed.TaskUpdates:
+    metadata = {"task": np.arange(len(vectors)), "seed": np.arange(len(vectors)), **metadata}
+    return embed.TaskUpdates(vectors, metadata, None, vectors.shape[1])
+
+
+# --- updates -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", ["digits", "sinusoid"])
+def test_vectorised_updates_match_the_plain_inner_loop(dataset):
+    checkpoint = make_checkpoint(dataset)
+    layer = "head"  # narrow enough to stay unsketched, so the numbers compare one to one
+    updates = embed.collect_updates(checkpoint, n_tasks=20, seed=4, layer=layer, batch_size=6)
+    assert updates.vectors.shape == (20, updates.width) and updates.width <= embed.SKETCH_WIDTH
+    for row in (0, 7, 19):  # rows in different batches, the last one short
+        task = sample_task(dataset, "test", ways=checkpoint.ways, shots=checkpoint.shots,
+                           queries=checkpoint.queries, seed=4 + row)
+        trace = adapt(checkpoint, task)
+        expected = torch.cat([(trace.params[-1][name] - checkpoint.parameters[name]).flatten()
+                              for name in ("head.weight", "head.bias")]).numpy()
+        np.testing.assert_allclose(updates.vectors[row], expected, atol=2e-5)
+        meta = updates.metadata
+        assert meta["seed"][row] == 4 + row
+        assert meta["support_loss_after"][row] == pytest.approx(trace.support_loss[-1], abs=1e-4)
+        assert meta["support_loss_before"][row] == pytest.approx(trace.support_loss[0], abs=1e-4)
+        assert meta["query_loss_after"][row] == pytest.approx(trace.query_loss[-1], abs=1e-4)
+        if dataset == "digits":
+            assert meta["classes"][row] == task.class_names
+            assert meta["query_accuracy_after"][row] == pytest.approx(trace.query_accuracy[-1])
+            assert set(meta["alphabets"][row]) == {name.split(" (")[0] for name in task.class_names}
+        else:
+            assert meta["amplitude"][row] == task.source["amplitude"] and meta["phase"][row] == task.source["phase"]
+    assert updates.metadata["support_loss_after"].mean() < updates.metadata["support_loss_before"].mean()
+
+
+def test_wide_updates_are_sketched_keeping_distances():
+    checkpoint = make_checkpoint("digits")
+    updates = embed.collect_updates(checkpoint, n_tasks=20, batch_size=8)
+    assert updates.width > embed.SKETCH_WIDTH and updates.vectors.shape == (20, embed.SKETCH_WIDTH)
+    rng = np.random.default_rng(0)
+    wide = rng.normal(size=(30, 50_000)).astype(np.float32)
+    sketch = embed._sketcher(wide.shape[1], random_state=0)
+    narrow = sketch.transform(wide)
+    pairs = np.triu_indices(30, 1)
+    distances = lambda points: np.linalg.norm(points[:, None] - points[None], axis=-1)[pairs]  # noqa: E731
+    ratio = distances(narrow) / distances(wide)
+    assert np.all(np.abs(ratio - 1) < 0.15), (ratio.min(), ratio.max())
+
+
+def test_one_layer_and_errors():
+    checkpoint = make_checkpoint("digits", adapt_layers=("conv4", "head"))
+    updates = embed.collect_updates(checkpoint, n_tasks=20, layer="conv4", batch_size=20)
+    assert updates.layer == "conv4" and updates.width == sum(
+        checkpoint.parameters[name].numel() for name in checkpoint.parameters if name.startswith("blocks.3."))
+    with pytest.raises(ValueError, match="does not adapt"):
+        embed.collect_updates(checkpoint, n_tasks=20, layer="conv1")
+    with pytest.raises(ValueError, match="between"):
+        embed.collect_updates(checkpoint, n_tasks=5)
+    with pytest.raises(ValueError, match="no group"):  # a digit has 2 test classes, a task needs 5
+        embed.sample_tasks("digits", "test", 5, 1, 3, 20, one_group=True)
+
+
+def test_one_alphabet_tasks(omniglot_dir):
+    tasks = embed.sample_tasks("omniglot", "test", 5, 1, 2, 40, seed=10, one_group=True)
+    metadata = embed.task_metadata(tasks, 10)
+    alphabets = embed.group_choices("omniglot", "test", 5)
+    assert len(alphabets) == 20 and list(metadata["alphabet"][:20]) == alphabets  # taking turns
+    for row in (0, 21, 39):
+        assert metadata["alphabets"][row] == (metadata["alphabet"][row],)
+        again = sample_task("omniglot", "test", 5, 1, 2, seed=10 + row, groups=metadata["groups"][row])
+        assert again.class_names == metadata["classes"][row]  # the page re-creates it from seed and groups
+
+
+# --- projection --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", list(embed.METHODS))
+def test_same_random_state_same_coordinates(method):
+    points, _ = blobs()
+    first = embed.embed_updates(updates_from(points), method, random_state=3)
+    again = embed.embed_updates(updates_from(points), method, random_state=3)
+    np.testing.assert_array_equal(first.coordinates, again.coordinates)
+    assert first.coordinates.shape == (len(points), 2) and first.random_state == 3
+    if method != "pca":  # PCA is deterministic up to sign; the others must depend on the state
+        other = embed.embed_updates(updates_from(points), method, random_state=4)
+        assert not np.allclose(first.coordinates, other.coordinates)
+
+
+@pytest.mark.parametrize("method", list(embed.METHODS))
+def test_clusters_stay_clusters(method):
+    points, labels = blobs()
+    embedding = embed.embed_updates(updates_from(points, alphabet=labels.astype(str).astype(object)), method)
+    assert embedding.trustworthiness > 0.9
+    purity = embed.structure_measures(embedding, shuffles=50)["alphabet"]
+    assert purity.observed > 0.95 and purity.chance < 0.35
+
+
+def test_a_random_picture_is_not_trustworthy():
+    points, _ = blobs()
+    scrambled = np.random.default_rng(1).normal(size=(len(points), 2))
+    from sklearn.manifold import trustworthiness
+
+    assert trustworthiness(points, scrambled, n_neighbors=10) < 0.7
+
+
+def test_neighbour_measures_against_chance():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(size=(200, 2))
+    assert embed.neighbour_r2(points, points[:, 0]) > 0.95  # the picture orders it
+    assert embed.neighbour_r2(points, rng.uniform(size=200)) < 0.1  # it ignores it
+    random_labels = rng.integers(0, 4, 200)
+    purity = embed.neighbour_purity(points, random_labels, shuffles=100)
+    assert abs(purity.observed - purity.chance) < 4 * purity.chance_sd + 0.02
+
+
+def test_metadata_stays_aligned_after_filtering():
+    points, labels = blobs()
+    names = np.array([f"alphabet {label}" for label in labels], dtype=object)
+    embedding = embed.embed_updates(updates_from(points, alphabet=names, update_norm=np.linalg.norm(points, axis=1)),
+                                    "pca")
+    mask = (labels == 2) | (np.arange(len(labels)) % 7 == 0)
+    kept = embedding.subset(mask)
+    rows = np.flatnonzero(mask)
+    assert len(kept) == len(rows)
+    np.testing.assert_array_equal(kept.coordinates, embedding.coordinates[rows])
+    for name, column in kept.metadata.items():
+        np.testing.assert_array_equal(column, embedding.metadata[name][rows])
+    np.testing.assert_allclose(kept.metadata["update_norm"], np.linalg.norm(points[rows], axis=1))
+    reordered = embedding.subset(rows[::-1])
+    assert list(reordered.metadata["task"]) == list(rows[::-1])
+
+
+# --- figure ------------------------------------------------------------------------------------
+
+
+def small_embedding() -> embed.Embedding:
+    checkpoint = make_checkpoint("digits")
+    return embed.embed_updates(embed.collect_updates(checkpoint, n_tasks=20, seed=2), "pca")
+
+
+def test_scatter_points_name_their_rows():
+    embedding = small_embedding()
+    fields = colour_fields(embedding)
+    assert "alphabet" not in fields  # digit tasks mix digits: one category colours nothing
+    assert "query_accuracy_after" in fields and "update_norm" in fields
+    fig = embedding_scatter(embedding, "query_accuracy_after", current=5)
+    points, ring = fig.data
+    np.testing.assert_array_equal(np.asarray(points.customdata)[:, 0], np.arange(20))
+    np.testing.assert_allclose(points.x, embedding.coordinates[:, 0])
+    assert np.asarray(ring.customdata).tolist() == [[5]] and ring.x[0] == embedding.coordinates[5, 0]
+    assert f"Task number {embedding.metadata['seed'][5]}" in ring.text[0]
+
+
+def test_scatter_by_category_keeps_rows_and_fades_non_matches():
+    embedding = small_embedding()
+    alphabets = np.array(["Latin", "Greek", "Latin", "Bengali"] * 5, dtype=object)
+    embedding = embedding.subset(np.arange(20))
+    embedding.metadata["alphabet"] = alphabets
+    matches = np.arange(20) % 2 == 0
+    fig = embedding_scatter(embedding, "alphabet", matches=matches)
+    assert [trace.name for trace in fig.data] == ["Latin", "Bengali", "Greek"]  # most frequent first
+    for trace in fig.data:
+        rows = np.asarray(trace.customdata)[:, 0]
+        assert set(alphabets[rows]) == {trace.name}
+        np.testing.assert_allclose(trace.x, embedding.coordinates[rows, 0])
+        assert list(np.asarray(trace.marker.opacity) > 0.5) == list(matches[rows])
+    with pytest.raises(ValueError):
+        embedding_scatter(embedding, "no such column")
+
+
+def test_search_and_hover():
+    embedding = small_embedding()
+    texts = hover_texts(embedding)
+    row = 3
+    assert f"Task number {embedding.metadata['seed'][row]}" in texts[row]
+    embedding.metadata["alphabets"][row] = ("Alphabet_of_the_Magi",)
+    matches = search_matches(embedding, "  alphabet OF the ")  # spaces find underscores, any case
+    assert matches.tolist() == [index == row for index in range(len(embedding))]
+    wanted = embedding.metadata["classes"][row][0]  # "digit 7 (rot 90)" or the like
+    expected = [any(wanted.lower() in name.lower() for name in classes) for classes in embedding.metadata["classes"]]
+    assert search_matches(embedding, wanted.upper()).tolist() == expected and 0 < sum(expected) < len(embedding)
+    assert search_matches(embedding, "") is None
+    assert not search_matches(embedding, "no such alphabet").any()
