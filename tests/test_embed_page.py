@@ -1,0 +1,95 @@
+"""The Task embeddings page through AppTest, for digits, sine-wave and Omniglot checkpoints.
+
+Clicking a point needs a browser (tests/test_embed_browser.py); here the page's controls,
+texts, measures and figure. Each test asks for 20 tasks (the page's minimum) to stay quick.
+"""
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_app import all_text, checkpoint_dir, start, visit, write_checkpoint  # noqa: F401 (fixture)
+
+PAGE = "pages/6_Task_embeddings.py"
+
+
+def open_page(checkpoint_dir, dataset: str, **session):
+    write_checkpoint(checkpoint_dir, name=f"{dataset}-test", dataset=dataset)
+    app = start()
+    app.session_state["embed_tasks"] = 20
+    for key, value in session.items():
+        app.session_state[key] = value
+    return visit(app, PAGE)
+
+
+def _decoded(value):
+    """plotly writes numpy arrays as typed arrays ({"dtype", "bdata", "shape"}): back to lists."""
+    if isinstance(value, dict) and "bdata" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        shape = [int(size) for size in shape.split(",")] if isinstance(shape, str) else shape
+        return (array.reshape(shape) if shape else array).tolist()
+    if isinstance(value, dict):
+        return {key: _decoded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decoded(item) for item in value]
+    return value
+
+
+def figure(app) -> dict:
+    charts = app.get("plotly_chart")
+    assert len(charts) == 1, "the map is missing"
+    return _decoded(json.loads(charts[0].proto.spec))
+
+
+@pytest.mark.parametrize("dataset", ["digits", "sinusoid"])
+def test_the_page_draws_the_map(checkpoint_dir, dataset):
+    app = open_page(checkpoint_dir, dataset)
+    text = all_text(app)
+    assert "Tasks number 0 to 19" in text and "each adapted with 3 steps" in text
+    assert "Click a point to see that task here" in text
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert 0.5 <= float(metrics["Trustworthiness"]) <= 1.0
+    if dataset == "sinusoid":
+        assert {"Neighbours agree on amplitude", "Neighbours agree on phase"} <= set(metrics)
+    points = [trace for trace in figure(app)["data"] if trace.get("name") != "current task"]
+    assert sum(len(trace["x"]) for trace in points) == 20
+    rows = sorted(row for trace in points for (row,) in trace["customdata"])
+    assert rows == list(range(20))  # every point names its task
+    colours = app.selectbox(key="embed_colour").options
+    assert "Size of the update" in colours and ("Amplitude of the wave" in colours) == (dataset == "sinusoid")
+
+
+def test_the_current_task_is_ringed_and_settings_redraw(checkpoint_dir):
+    app = open_page(checkpoint_dir, "digits")
+    ring = [trace for trace in figure(app)["data"] if trace.get("name") == "current task"]
+    assert len(ring) == 1 and ring[0]["customdata"] == [[0]]  # the Task page's task number 0
+    assert "The red ring marks the current task" in all_text(app)
+    before = figure(app)["data"][0]["x"]
+    app.selectbox(key="embed_method").set_value("pca").run()
+    assert not app.exception
+    assert figure(app)["data"][0]["x"] != before and figure(app)["layout"]["xaxis"]["title"]["text"] == "PCA 1"
+    app.selectbox(key="embed_layer").set_value("head").run()
+    assert not app.exception and app.selectbox(key="embed_layer").value == "head"
+    app.text_input(key="embed_search").input("DIGIT 7 (rot 90)").run()
+    assert "tasks of 20 match" in all_text(app) or "task of 20 match" in all_text(app)
+    opacities = [value for trace in figure(app)["data"] if trace.get("name") != "current task"
+                 for value in trace["marker"]["opacity"]]
+    assert min(opacities) < 0.5 < max(opacities)  # the search fades the tasks without that class
+    app.number_input(key="embed_seed_input").set_value(500).run()
+    assert "Tasks number 500 to 519" in all_text(app)
+    assert not [trace for trace in figure(app)["data"] if trace.get("name") == "current task"]
+
+
+def test_omniglot_tasks_from_one_alphabet_measure_purity(checkpoint_dir, omniglot_dir):
+    app = open_page(checkpoint_dir, "omniglot")
+    assert app.toggle(key="embed_one_group").value
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Neighbours from the same alphabet"].endswith("%")
+    assert app.selectbox(key="embed_colour").options[0] == "Alphabet"
+    legend = {trace["name"] for trace in figure(app)["data"]}
+    assert len(legend) == 20  # 20 tasks, the 20 test alphabets taking turns
+    app.toggle(key="embed_one_group").set_value(False).run()
+    assert not app.exception
+    assert "Neighbours from the same alphabet" not in {metric.label for metric in app.metric}
