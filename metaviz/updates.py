@@ -297,11 +297,13 @@ def task_update_text(norms: UpdateNorms) -> str:
     moved = [i for i in order if relative[i] > 0]
     if not moved:
         return "No layer changed: the chosen layers' gradients were zero on this task."
-    still = [norms.layers[i] for i in order if relative[i] == 0]
+    still = [layer for layer, value in zip(norms.layers, relative) if value == 0]  # forward order
     words = (f"After {norms.steps} step{'s' if norms.steps != 1 else ''}, {norms.layers[moved[0]]} moved most: "
              f"{relative[moved[0]]:.3g}% of its own size.")
-    if len(moved) > 1:
-        others = [relative[i] for i in moved[1:]]
+    others = [relative[i] for i in moved[1:]]
+    if len(others) == 1:
+        words += f" The other adapting layer, {norms.layers[moved[1]]}, moved {others[0]:.2g}%."
+    elif others:
         words += f" The other adapting layers moved between {min(others):.2g}% and {max(others):.2g}%."
     if still:
         words += f" {', '.join(still)} did not adapt (frozen)."
