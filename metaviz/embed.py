@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from metaviz.adaptation import adapted_names, task_loss
+from metaviz.adaptation import adapted_names, inner_loop, task_loss
 from metaviz.checkpoints import Checkpoint
 from metaviz.models import layer_of
 from metaviz.tasks import Task, sample_task
@@ -39,7 +39,10 @@ METHODS = {"umap": "PCA, then UMAP", "tsne": "PCA, then t-SNE", "pca": "PCA alon
 DEFAULT_TASKS, MIN_TASKS, MAX_TASKS = 200, 20, 2000
 SKETCH_WIDTH = 2048  # update vectors wider than this are sketched to this many columns
 PCA_COMPONENTS = 50  # what UMAP / t-SNE start from (scikit-learn's advice for t-SNE)
-BATCH_SIZE = 25  # tasks per vmap call: ~1.3x faster than one by one here (benchmarks/embed.py)
+BATCH_SIZE = 10  # tasks adapted, measured and sketched together
+# One vmap(grad) per step for a batch's tasks: 1.3-1.9x faster than task by task here, best at
+# about 10 tasks a batch (benchmarks/embed.py; a busy machine, so a range).
+VECTORISE = True
 NEIGHBOURS = 10  # k of the trustworthiness and neighbour measures
 
 
@@ -109,9 +112,11 @@ def sample_tasks(dataset: str, split: str, ways: int, shots: int, queries: int, 
 
 
 def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: Sequence[Task], steps: int,
-                 lr: float) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
-    """First-order inner loop (as metaviz.adaptation.adapt) for tasks of one shape at once:
-    the adapted parameters [B, ...] after `steps` steps, and per-task metrics."""
+                 lr: float, vectorise: bool) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """First-order inner loop (as metaviz.adaptation.adapt) for tasks of one shape: the adapted
+    parameters [B, ...] after `steps` steps, and per-task metrics (one vmapped forward pass).
+    `vectorise`: one vmap(grad) call per step for the whole batch, else metaviz's inner_loop
+    task by task."""
     from torch.func import grad, vmap
 
     frozen = {name: value for name, value in checkpoint.parameters.items() if name not in names}
@@ -126,11 +131,16 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
     support_x, support_y = torch.stack([t.support_x for t in tasks]), torch.stack([t.support_y for t in tasks])
     query_x, query_y = torch.stack([t.query_x for t in tasks]), torch.stack([t.query_y for t in tasks])
     start = {name: checkpoint.parameters[name].detach() for name in names}
-    adapted = {name: value.expand(len(tasks), *value.shape) for name, value in start.items()}
-    step = vmap(grad(loss))
-    for _ in range(steps):
-        gradients = step(adapted, support_x, support_y)
-        adapted = {name: adapted[name] - lr * gradients[name] for name in names}
+    if vectorise:
+        adapted = {name: value.expand(len(tasks), *value.shape) for name, value in start.items()}
+        step = vmap(grad(loss))
+        for _ in range(steps):
+            gradients = step(adapted, support_x, support_y)
+            adapted = {name: adapted[name] - lr * gradients[name] for name in names}
+    else:
+        finals = [inner_loop(model, checkpoint.parameters, buffers, task.support_x, task.support_y, steps=steps,
+                             lr=lr, adapt=names, first_order=True)[-1] for task in tasks]
+        adapted = {name: torch.stack([final[name].detach() for final in finals]) for name in names}
     with torch.no_grad():
         outputs = {when: (vmap(forward, in_dims=(dims, 0))(params, support_x), vmap(forward, in_dims=(dims, 0))(params, query_x))
                    for when, params, dims in (("before", start, None), ("after", adapted, 0))}
@@ -155,7 +165,7 @@ def _sketcher(width: int, random_state: int):
 def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: int = 0, layer: str | None = None,
                     steps: int | None = None, lr: float | None = None, adapt_layers: Sequence[str] | None = None,
                     shots: int | None = None, queries: int | None = None, one_group: bool = False,
-                    batch_size: int = BATCH_SIZE, random_state: int = 0,
+                    batch_size: int = BATCH_SIZE, vectorise: bool = VECTORISE, random_state: int = 0,
                     progress: Progress | None = None) -> TaskUpdates:
     """Samples `n_tasks` tasks from the checkpoint's meta-test split (see `sample_tasks`), adapts
     each with the checkpoint's inner loop (steps, lr, adapted layers and task shape, unless
@@ -183,7 +193,7 @@ def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: 
     vectors, norms, metrics = [], [], []
     for start in range(0, n_tasks, batch_size):
         batch = tasks[start : start + batch_size]
-        adapted, batch_metrics = _adapt_batch(model, checkpoint, names, batch, steps, lr)
+        adapted, batch_metrics = _adapt_batch(model, checkpoint, names, batch, steps, lr, vectorise)
         update = torch.cat([(adapted[name] - checkpoint.parameters[name]).flatten(1) for name in kept], 1).numpy()
         norms.append(np.linalg.norm(update, axis=1))
         vectors.append(update if sketch is None else sketch.transform(update).astype(np.float32))

@@ -41,10 +41,11 @@ def updates_from(vectors: np.ndarray, **metadata) -> embed.TaskUpdates:
 
 
 @pytest.mark.parametrize("dataset", ["digits", "sinusoid"])
-def test_vectorised_updates_match_the_plain_inner_loop(dataset):
+@pytest.mark.parametrize("vectorise", [True, False])
+def test_updates_match_adapt(dataset, vectorise):
     checkpoint = make_checkpoint(dataset)
     layer = "head"  # narrow enough to stay unsketched, so the numbers compare one to one
-    updates = embed.collect_updates(checkpoint, n_tasks=20, seed=4, layer=layer, batch_size=6)
+    updates = embed.collect_updates(checkpoint, n_tasks=20, seed=4, layer=layer, batch_size=6, vectorise=vectorise)
     assert updates.vectors.shape == (20, updates.width) and updates.width <= embed.SKETCH_WIDTH
     for row in (0, 7, 19):  # rows in different batches, the last one short
         task = sample_task(dataset, "test", ways=checkpoint.ways, shots=checkpoint.shots,
