@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from metaviz import services
-from metaviz.explain import KNOBS, METHODS
+from metaviz.explain import FAINT_CHANGE as CLEAR_CHANGE, KNOBS, METHODS
 from pages._shared import adaptation_trace, load_checkpoint
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 RANDOMISED_KEY = "saliency_randomised"  # the randomisation tests this session has run (their identities)
 IMAGE_SETS = {"query": "New images (the ones it must recognise)", "support": "Examples (the ones it learns from)"}
-CLEAR_CHANGE = 0.5  # logits; below this a relative completeness error divides by almost nothing
 
 
 # --- method settings ------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from scipy.ndimage import sobel
 
 from metaviz.adaptation import adapt, forward_at
 from metaviz.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
-from metaviz.explain import (METHODS, AttributionMethod, Computed, attribute, baseline_images, completeness_error,
-                             network_for)
+from metaviz.explain import (FAINT_CHANGE, METHODS, AttributionMethod, Computed, attribute, baseline_images,
+                             completeness_error, network_for)
 from metaviz.trust import (DEPENDS_ON_MODEL, SHOWS_THE_IMAGE, deletion_insertion_curves, randomisation_test,
                            rank_correlation, structural_similarity)
 from metaviz.models import ConvNetConfig, build_model, model_config_to_dict
@@ -240,6 +240,15 @@ def test_refinement_records_the_steps_each_image_needed(digits):
     assert set(result.settings["steps_used"]) <= {16, 32, 64}
     coarse = attribute(checkpoint, trace, 3, "Integrated Gradients", task.query_x[:5], n_steps=16, refine_to=None)
     assert np.median(result.completeness) <= np.median(coarse.completeness)
+
+
+def test_refinement_stops_at_one_percent_of_a_clear_change(digits):
+    checkpoint, task, trace = digits
+    result = attribute(checkpoint, trace, 3, "Integrated Gradients", task.query_x, n_steps=16)
+    missing = np.abs(result.completeness * result.score_change)
+    allowed = 0.01 * np.maximum(np.abs(result.score_change), FAINT_CHANGE)  # faint scores: 0.005 logit
+    assert ((missing <= allowed) | (np.array(result.settings["steps_used"]) == 800)).all()
+    assert max(result.settings["steps_used"]) > 16  # 16 steps are not enough for every image
 
 
 def test_blurred_baseline_keeps_the_ink_and_loses_the_shape():
