@@ -1,0 +1,142 @@
+"""Task embeddings: N Omniglot 5-way 1-shot tasks x 5 steps to a finished map, cold and warm.
+
+Each "cold" row is a fresh Python process doing what the Task embeddings page does on its
+first visit (pages/_embed.task_embedding: import, load the checkpoint and the data split,
+start UMAP's warm-up thread, sample and adapt the tasks, sketch, PCA, UMAP, trustworthiness,
+structure measures); its "warm" figure is the page's rerun in that process (the stored result,
+the figure built and serialised as st.plotly_chart does). Three cold rows:
+
+- numba cache empty: the first process ever on a machine (UMAP's kernels compile);
+- numba cache filled: any later process (metaviz.embed.import_umap loads them from disk);
+- no warm-up thread: as the previous row, UMAP imported only after the tasks adapted.
+
+Then, in this process, the adaptation alone: task by task vs vmap batches, interleaved.
+
+    OMP_NUM_THREADS=1 METAVIZ_DATA_DIR=../shared/data/omniglot .venv/bin/python benchmarks/embed.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CHECKPOINT = REPOSITORY / "checkpoints" / "omniglot-5w1s-maml.safetensors"
+
+
+def child(tasks: int, steps: int, warm_up: bool) -> None:
+    """One cold page visit and one warm rerun, timed; prints one JSON line."""
+    start = time.perf_counter()
+    # The dashboard's pages/ (a namespace package), not this folder's pages.py, which would win.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [str(REPOSITORY)] + [entry for entry in sys.path if Path(entry or ".").resolve() != here]
+    import torch
+
+    from metaviz import embed, services
+    from metaviz.embed_figures import embedding_scatter
+    from pages import _embed
+
+    torch.set_num_threads(1)
+    if not warm_up:
+        embed.start_warm_up = lambda: _NoThread()  # the page's call becomes a no-op
+    path = str(CHECKPOINT)
+    arguments = (path, services.file_sha256(path), {"n_tasks": tasks, "seed": 0, "shots": 1, "queries": 5,
+                                                    "one_group": True, "layer": None},
+                 {"steps": steps, "lr": 0.4, "adapt_layers": ("conv1", "conv2", "conv3", "conv4", "head")},
+                 "umap", 0, {})
+    embedding, measures = _embed.task_embedding(*arguments)
+    embedding_scatter(embedding, "alphabet").to_json()
+    cold = time.perf_counter() - start
+    mark = time.perf_counter()
+    embedding, measures = _embed.task_embedding(*arguments)
+    embedding_scatter(embedding, "alphabet").to_json()
+    warm = time.perf_counter() - mark
+    purity = measures["alphabet"]
+    print(json.dumps({"cold": cold, "warm": warm, "trustworthiness": embedding.trustworthiness,
+                      "purity": purity.observed, "chance": purity.chance, "load": os.getloadavg()[0]}))
+
+
+class _NoThread:
+    def join(self) -> None:
+        pass
+
+
+def cold_run(tasks: int, steps: int, numba_cache: str, warm_up: bool = True) -> dict:
+    env = {**os.environ, "NUMBA_CACHE_DIR": numba_cache, "PYTHONPATH": str(REPOSITORY),
+           "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, __file__, "--child", "--tasks", str(tasks), "--steps", str(steps)]
+    if not warm_up:
+        command.append("--no-warm-up")
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, check=True)
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    row["process"] = time.perf_counter() - started  # with interpreter start
+    return row
+
+
+def adaptation_only(tasks: int, steps: int, repeats: int) -> list[tuple[str, float]]:
+    """ms per task: the task-by-task loop vs vmap batches, same tasks, interleaved repeats."""
+    import torch
+
+    from metaviz import embed
+    from metaviz.adaptation import adapted_names
+    from metaviz.checkpoints import load_checkpoint
+
+    torch.set_num_threads(1)
+    checkpoint = load_checkpoint(CHECKPOINT)
+    model, names = checkpoint.build_model(), adapted_names(checkpoint.parameters, checkpoint.adapt_layers)
+    sample = embed.sample_tasks("omniglot", "test", 5, 1, 5, tasks, one_group=True)
+    ways = {"task by task": (10, False), "vmap, 10 a batch": (10, True), "vmap, 25 a batch": (25, True)}
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    for _ in range(repeats):
+        for way, (size, vectorise) in ways.items():
+            start = time.perf_counter()
+            for first in range(0, tasks, size):
+                embed._adapt_batch(model, checkpoint, names, sample[first : first + size], steps, 0.4, vectorise)
+            times[way].append(1000 * (time.perf_counter() - start) / tasks)
+    return [(way, min(values)) for way, values in times.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="of the adaptation-only comparison")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-warm-up", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.tasks, args.steps, warm_up=not args.no_warm_up)
+        return
+    if not CHECKPOINT.is_file():
+        sys.exit(f"{CHECKPOINT} is missing")
+    print(f"{args.tasks} Omniglot 5-way 1-shot tasks (one alphabet each) x {args.steps} steps -> UMAP map; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    header = f"{'cold run':<36} {'cold s':>7} {'+ start':>8} {'warm s':>7} {'trust':>6} {'purity':>7} {'chance':>7} {'load':>5}"
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as numba_cache:
+        runs = [("numba cache empty (first process ever)", True), ("numba cache filled", True),
+                ("numba cache filled, no warm-up thread", False)]
+        for label, warm_up in runs:
+            row = cold_run(args.tasks, args.steps, numba_cache, warm_up)
+            print(f"{label:<36} {row['cold']:>7.1f} {row['process']:>8.1f} {row['warm']:>7.3f} "
+                  f"{row['trustworthiness']:>6.3f} {row['purity']:>7.3f} {row['chance']:>7.3f} {row['load']:>5.1f}",
+                  flush=True)
+    print("cold s: from the process's first import to the figure serialised; + start: with interpreter start "
+          "and exit; warm s: the page's rerun (stored result + figure)")
+    print(f"\nAdaptation alone, {min(args.tasks, 200)} tasks x {args.steps} steps, best of {args.repeats} "
+          "(ms per task, incl. before/after metrics)")
+    rows = adaptation_only(min(args.tasks, 200), args.steps, args.repeats)
+    baseline = rows[0][1]
+    for way, ms in rows:
+        print(f"  {way:<20} {ms:>7.1f} ms  {baseline / ms:>5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
