@@ -14,18 +14,25 @@ No streamlit here.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
+import re
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 from metaviz.checkpoints import (
     Checkpoint, CheckpointError, checkpoint_from_bytes, import_state_dict, load_checkpoint, save_checkpoint,
 )
+from metaviz.data import SPLITS
 from metaviz.safety import require_safe_environment
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 MAX_CHECKPOINT_BYTES = 20 * 2**20  # the server's upload cap (.streamlit/config.toml); metaviz's nets are < 2 MB
 MAX_KEPT_UPLOADS = 32  # uploaded checkpoints kept on the server; the oldest go first
+DATASETS = ("digits", "omniglot", "sinusoid")  # what metaviz.data can sample tasks from
+ALGORITHMS = ("maml", "fomaml", "anil", "imported")
 
 
 def upload_dir() -> Path:
@@ -49,8 +56,64 @@ def read_user_checkpoint(file_name: str, data: bytes) -> Checkpoint:
         raise CheckpointError(f"{shown}: the file is {len(data) / 2**20:.1f} MB; at most "
                               f"{MAX_CHECKPOINT_BYTES // 2**20} MB is accepted")
     if suffix == ".safetensors":
-        return checkpoint_from_bytes(data, shown)
-    return import_state_dict(Path(shown), data=data, name=Path(shown).stem)
+        checkpoint = checkpoint_from_bytes(data, shown)
+    else:
+        checkpoint = import_state_dict(Path(shown), data=data, name=Path(shown).stem)
+    return tidy_metadata(checkpoint, shown)
+
+
+def _number(value, kind=float, low=None, high=None) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+        return False
+    return math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+
+
+def _numbers(values) -> bool:
+    return isinstance(values, list) and all(_number(value) for value in values)
+
+
+def tidy_metadata(checkpoint: Checkpoint, shown: str) -> Checkpoint:
+    """An uploaded checkpoint's metadata is the uploader's text: the fields the dashboard relies
+    on must have the types and values metaviz writes (else CheckpointError, naming the field);
+    free-form parts (training curves, scores, notes) that do not are dropped, so a crafted file
+    cannot break a page. The name keeps letters, digits, spaces and `.,()+-` only: pages show it as
+    a title, and with no `[]<>:*` it can be neither a link, nor HTML, nor a Streamlit directive."""
+    problems = []
+    if checkpoint.dataset not in DATASETS:
+        problems.append(f"made for data metaviz does not know ({str(checkpoint.dataset)[:40]!r})")
+    if checkpoint.algorithm not in ALGORITHMS:
+        problems.append(f"trained with an algorithm metaviz does not know ({str(checkpoint.algorithm)[:40]!r})")
+    for field in ("ways", "shots", "queries", "inner_steps"):
+        if not _number(getattr(checkpoint, field), int, 0, 10_000):
+            problems.append(f"its {field} is not a whole number between 0 and 10000")
+    if not _number(checkpoint.inner_lr, float, 0.0, 1e3):
+        problems.append("its inner-loop step size is not a number between 0 and 1000")
+    if checkpoint.adapt_layers is not None and not set(checkpoint.adapt_layers) <= set(checkpoint.layers):
+        problems.append("it names layers to adapt that the model does not have")
+    if checkpoint.train_split not in SPLITS or checkpoint.test_split not in SPLITS:
+        problems.append("it names data splits metaviz does not know")
+    if problems:
+        raise CheckpointError(f"{shown}: " + "; ".join(problems))
+    history = checkpoint.history if isinstance(checkpoint.history, dict) else {}
+    meta_test = (checkpoint.metrics or {}).get("meta_test") if isinstance(checkpoint.metrics, dict) else None
+    keep_score = isinstance(meta_test, dict) and _number(meta_test.get("mean")) and all(
+        meta_test.get(key) is None or _number(meta_test.get(key)) for key in ("ci95", "tasks", "steps")) \
+        and meta_test.get("metric", "accuracy") in ("accuracy", "mse")
+    extra = checkpoint.extra if isinstance(checkpoint.extra, dict) else {}
+    planned = extra.get("train_config", {}).get("iterations") if isinstance(extra.get("train_config"), dict) else None
+    tidy_extra = {"imported_from": str(extra.get("imported_from", ""))[:80]} if "imported_from" in extra else {}
+    if _number(extra.get("iterations_done"), int, 0) and _number(planned, int, 1):
+        tidy_extra |= {"iterations_done": extra["iterations_done"], "train_config": {"iterations": planned}}
+    try:
+        datetime.fromisoformat(checkpoint.created)
+        created = checkpoint.created
+    except (TypeError, ValueError):
+        created = ""
+    return dataclasses.replace(
+        checkpoint, name=re.sub(r"[^\w .,()+-]", "", str(checkpoint.name))[:80].strip() or "uploaded checkpoint",
+        history={key: values for key, values in history.items() if isinstance(key, str) and _numbers(values)},
+        metrics={"meta_test": meta_test} if keep_score else {}, extra=tidy_extra, created=created,
+        code_version="".join(c for c in str(checkpoint.code_version) if c.isprintable())[:40])
 
 
 def keep_user_checkpoint(checkpoint: Checkpoint, upload_sha256: str, directory: Path | None = None) -> Checkpoint:

@@ -230,7 +230,7 @@ def test_the_main_path_sample_upload_adapt(server_url, page):
     # Upload a zip of one's own drawings.
     page.get_by_text("Upload my own images").click()
     settled(page, "Upload a zip file")
-    page.locator("input[type='file']").first.set_input_files(
+    page.locator("[data-testid='stMain'] input[type='file']").first.set_input_files(  # the sidebar has one too
         files=[{"name": "my drawings.zip", "mimeType": "application/zip", "buffer": drawings_zip()}])
     settled(page, "Your images, as the model sees them")
     text = body_text(page)

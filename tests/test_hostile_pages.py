@@ -108,3 +108,18 @@ def test_a_zip_of_the_wrong_type_is_refused_on_the_server(checkpoint_dir):
     app.file_uploader(key="upload_zip_file").set_value(("task.exe", upload_zip(FIVE), "application/zip")).run()
     assert "Traceback" not in all_text(app)
     assert "15 images" not in all_text(app)  # never read
+
+
+def test_a_checkpoint_with_crafted_metadata_shows_plain_text(checkpoint_dir, upload_folder, tmp_path):
+    from tests.test_user_checkpoints import crafted
+
+    write_checkpoint(checkpoint_dir)
+    mine = write_checkpoint(tmp_path, name="mine").read_bytes()
+    data = crafted(mine, name="[click](javascript:alert(1)) <b>x</b>", extra={"train_config": "oops"},
+                   metrics={"meta_test": {"mean": "high"}})
+    app = upload_checkpoint(start(), "crafted.safetensors", data)
+    assert not app.error and not app.exception
+    assert app.title[0].value == "click(javascriptalert(1)) bxb"
+    text = all_text(app)
+    assert "javascript:" not in text and "<b>" not in text
+    assert "not measured yet" in text  # the unusable score was dropped, not shown

@@ -193,3 +193,48 @@ def test_an_uploaded_pickle_payload_is_refused_and_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match="could run code on this computer"):
         read_user_checkpoint("evil.pt", evil.read_bytes())
     assert not marker.exists(), "the pickle payload ran"
+
+
+# --- metadata from strangers ---------------------------------------------------------------------
+
+
+def crafted(checkpoint_bytes: bytes, **changes) -> bytes:
+    """The same weights with metadata fields changed as an uploader could."""
+    checkpoint = read_user_checkpoint("a.safetensors", checkpoint_bytes)
+    metadata = {**checkpoint.metadata(), **changes}
+    tensors = {**checkpoint.parameters, **{f"buffer::{k}": v for k, v in checkpoint.buffers.items()}}
+    return save_safetensors(tensors, metadata={"metaviz": json.dumps(metadata)})
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"dataset": "../../etc"}, "made for data metaviz does not know"),
+    ({"algorithm": "<script>"}, "trained with an algorithm metaviz does not know"),
+    ({"ways": "5"}, "its ways is not a whole number"),
+    ({"inner_lr": float("nan")}, "step size is not a number"),
+    ({"adapt_layers": ["conv1", "secret"]}, "names layers to adapt that the model does not have"),
+    ({"test_split": "everything"}, "names data splits metaviz does not know"),
+])
+def test_metadata_the_pages_rely_on_must_be_what_metaviz_writes(checkpoint_bytes, changes, message):
+    with pytest.raises(CheckpointError, match=message):
+        read_user_checkpoint("a.safetensors", crafted(checkpoint_bytes, **changes))
+
+
+def test_free_form_metadata_that_could_break_a_page_is_dropped(checkpoint_bytes):
+    data = crafted(checkpoint_bytes, name="[click](javascript:alert(1)) <img src=x> :red[boo]",
+                   history={"meta_loss": ["a", "b"], "iteration": [1, 2]},
+                   metrics={"meta_test": {"mean": "97%", "ci95": 0.1}}, extra={"iterations_done": "lots"},
+                   created="<b>yesterday</b>")
+    checkpoint = read_user_checkpoint("a.safetensors", data)
+    assert checkpoint.name == "click(javascriptalert(1)) img srcx redboo"
+    assert checkpoint.history == {"iteration": [1, 2]} and checkpoint.metrics == {} and checkpoint.extra == {}
+    assert checkpoint.created == ""
+    good = read_user_checkpoint("b.safetensors", checkpoint_bytes)  # what metaviz writes passes untouched
+    original = load_checkpoint_bytes(checkpoint_bytes)
+    assert (good.name, good.history, good.metrics, good.created) == (original.name, original.history,
+                                                                      original.metrics, original.created)
+
+
+def load_checkpoint_bytes(data: bytes):
+    from metaviz.checkpoints import checkpoint_from_bytes
+
+    return checkpoint_from_bytes(data, "original")
