@@ -233,6 +233,7 @@ def test_the_main_path_sample_upload_adapt(server_url, page):
     page.locator("[data-testid='stMain'] input[type='file']").first.set_input_files(  # the sidebar has one too
         files=[{"name": "my drawings.zip", "mimeType": "application/zip", "buffer": drawings_zip()}])
     settled(page, "Your images, as the model sees them")
+    settled(page, "Classes in this task: number 3")  # drawn after the preview: on a busy machine, later
     text = body_text(page)
     assert "20 images in 5 classes" in text
     assert "Classes in this task: number 3; number 6; number 7; number 8; number 9, from your upload" in text
