@@ -59,6 +59,16 @@ def _evaluate_parser(subparsers) -> None:
     parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
 
 
+def _layers_parser(subparsers) -> None:
+    parser = subparsers.add_parser("layers", help="where adaptation happens: CKA, update sizes, freeze ablation")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None, help="inner steps (default: the checkpoint's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+
+
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {"algorithm": args.algorithm, "dataset": args.dataset, **DATASET_DEFAULTS[args.dataset]}
     for field in dataclasses.fields(TrainConfig):
@@ -73,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _train_parser(subparsers)
     _evaluate_parser(subparsers)
+    _layers_parser(subparsers)
     args = parser.parse_args(argv)
     import torch
 
@@ -83,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "layers":
+            return _layers(args)
         return _evaluate(args)
     except (CheckpointError, DataError, DataNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -125,4 +138,35 @@ def _evaluate(args) -> int:
           f"from the {result['split']} split")
     for step, row in enumerate(result["per_step"]):
         print(f"  step {step:2d}: {scale * row['mean']:.2f}{unit} ± {scale * row['ci95']:.2f}{unit}")
+    return 0
+
+
+def _layers(args) -> int:
+    from tqdm import tqdm
+
+    from metaviz.checkpoints import load_checkpoint
+    from metaviz.updates import freeze_ablation, layer_statistics, layers_report
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    with tqdm(total=2 * args.tasks, disable=args.json, desc="tasks") as bar:
+        tick = lambda done, total: bar.update(1)  # noqa: E731
+        statistics = layer_statistics(checkpoint, tasks=args.tasks, seed=args.seed, steps=args.steps, progress=tick)
+        ablation = freeze_ablation(checkpoint, tasks=args.tasks, seed=args.seed, steps=args.steps, progress=tick)
+    report = layers_report(checkpoint, statistics, ablation)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{checkpoint.name} ({report['content_hash'][:12]}): {report['tasks']} tasks, seed {report['seed']}, "
+          f"{report['steps']} steps, {report['queries']} query examples per task")
+    print("| layer | CKA before vs after (95% CI) | relative update (median) | cosine between tasks |")
+    print("| --- | --- | --- | --- |")
+    for row in report["layers"]:
+        print(f"| {row['layer']} | {row['cka']:.3f} ± {row['cka_ci95']:.3f} | {100 * row['relative_median']:.3g}% "
+              f"| {row['cosine']:.3f} |")
+    print()
+    print(f"| layers that adapt | {report['metric']} (95% CI) |")
+    print("| --- | --- |")
+    scale = 100 if report["metric"] == "accuracy" else 1
+    for row in report["ablation"]:
+        print(f"| {row['label']} | {scale * row['mean']:.2f} ± {scale * row['ci95']:.2f} |")
     return 0

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from metaviz.figures import QUERY_COLOUR, SUPPORT_COLOUR
+from metaviz.models import layer_of
 
 if TYPE_CHECKING:
     from metaviz.updates import AblationRow, LayerStatistics, UpdateNorms
@@ -37,13 +38,25 @@ def update_heatmap(norms: UpdateNorms) -> go.Figure:
     return fig
 
 
+TENSOR_ROLES = {"conv.weight": "filters", "conv.bias": "filter biases", "norm.weight": "normalisation scale",
+                "norm.bias": "normalisation shift", "weight": "weights", "bias": "biases"}
+
+
+def tensor_label(name: str) -> str:
+    """'blocks.0.conv.weight' -> 'conv1 filters', 'head.bias' -> 'head biases': names a reader can follow."""
+    layer = layer_of(name)
+    parts = name.split(".")
+    role = ".".join(parts[-2:]) if parts[-2] in ("conv", "norm") else parts[-1]
+    return f"{layer} {TENSOR_ROLES.get(role, role)}"
+
+
 def update_bars(norms: UpdateNorms, step: int | None = None) -> go.Figure:
     """Per parameter tensor at `step` (default: the last): absolute change and change relative
     to the tensor's size, side by side."""
     step = norms.steps if step is None else step
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.22,
                         subplot_titles=("Absolute change ‖θₖ − θ₀‖", "Relative change ‖θₖ − θ₀‖ / ‖θ₀‖"))
-    names = list(norms.tensors)
+    names = [tensor_label(name) for name in norms.tensors]
     fig.add_trace(go.Bar(x=norms.tensor_absolute[step], y=names, orientation="h", marker_color=SUPPORT_COLOUR,
                          name="absolute", hovertemplate="%{y}: %{x:.3g}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Bar(x=100 * norms.tensor_relative[step], y=names, orientation="h",

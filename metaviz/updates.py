@@ -261,6 +261,21 @@ def freeze_ablation(checkpoint: Checkpoint, tasks: int = 100, seed: int = 0, ste
             for row, (label, adapting) in enumerate(settings)]
 
 
+def layers_report(checkpoint: Checkpoint, statistics: LayerStatistics, ablation: Sequence[AblationRow]) -> dict:
+    """Everything `python -m metaviz layers` prints, as plain JSON-ready values."""
+    cka_mean, cka_ci95 = zip(*(mean_ci95(column[~np.isnan(column)]) for column in statistics.cka.T))
+    return {
+        "checkpoint": checkpoint.name, "content_hash": checkpoint.content_hash, "tasks": statistics.tasks,
+        "seed": statistics.seed, "steps": statistics.steps, "queries": statistics.queries, "metric": statistics.metric,
+        "layers": [{"layer": layer, "cka": cka_mean[i], "cka_ci95": cka_ci95[i],
+                    "relative_median": float(np.median(statistics.relative[:, i])),
+                    "absolute_median": float(np.median(statistics.absolute[:, i])),
+                    "cosine": float(statistics.cosine[i])} for i, layer in enumerate(statistics.layers)],
+        "ablation": [{"label": row.label, "adapt_layers": list(row.adapt_layers), "mean": row.mean, "ci95": row.ci95}
+                     for row in ablation],
+    }
+
+
 # --- plain words for what the numbers say ------------------------------------------------------
 
 REUSED_CKA = 0.9  # the ANIL paper's reading: above this, a layer's representation barely changed
@@ -321,6 +336,12 @@ def ablation_text(rows: Sequence[AblationRow], metric: str) -> str:
                 "when every layer adapts.")
     difference = 100 * (full.mean - head.mean)
     change = f"{abs(difference):.1f} points {'below' if difference > 0 else 'above'}"
-    return (f"Adapting only the head scores {100 * head.mean:.1f}%, {change} adapting every layer "
-            f"({100 * full.mean:.1f}%). The ANIL paper found that freezing the whole body at test time costs "
-            "MAML about one point or less on Omniglot: the body's features are re-used, not re-learned.")
+    words = (f"Adapting only the head scores {100 * head.mean:.1f}%, {change} adapting every layer "
+             f"({100 * full.mean:.1f}%). The ANIL paper found that freezing the whole body at test time costs "
+             "MAML about one point or less on Omniglot: the body's features are re-used, not re-learned.")
+    body = by_label.get("body only (head frozen)")
+    if body is not None and body.ci95 == 0 and len(set(body.per_task)) == 1:
+        words += (f" With the head frozen every task scores exactly {100 * body.mean:.0f}%: without adapting its "
+                  "head the model cannot tell this task's classes apart (which class is which changes from task to "
+                  "task, so the meta-trained head knows none of them).")
+    return words

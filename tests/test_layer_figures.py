@@ -29,7 +29,7 @@ def test_update_heatmap_is_layers_by_steps_in_percent():
 
 def test_update_bars_show_the_chosen_step():
     absolute, relative = update_bars(norms(), step=1).data
-    assert list(absolute.x) == [1, 5]
+    assert list(absolute.x) == [1, 5] and list(absolute.y) == ["conv1 filters", "head weights"]
     np.testing.assert_allclose(relative.x, [100 / (10 * np.sqrt(3)), 100 * 5 / (5 * np.sqrt(2))])
 
 

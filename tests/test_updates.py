@@ -197,3 +197,16 @@ def test_layer_roles_in_words():
     assert "learns the task throughout" in layer_roles_text(_statistics({"conv1": 0.5, "conv2": 0.4, "head": 0.2}))
     mixed = layer_roles_text(_statistics({"conv1": 0.99, "conv2": 0.6, "head": 0.2}))
     assert mixed.startswith("conv1 barely change") and "conv2 change more" in mixed
+
+
+def test_ablation_in_words():
+    from metaviz.updates import AblationRow
+
+    rows = [AblationRow("all layers", ("conv1", "head"), 0.95, 0.01, np.full(4, 0.95)),
+            AblationRow("head only (body frozen)", ("head",), 0.94, 0.01, np.full(4, 0.94)),
+            AblationRow("body only (head frozen)", ("conv1",), 0.2, 0.0, np.full(4, 0.2))]
+    words = ablation_text(rows, "accuracy")
+    assert "Adapting only the head scores 94.0%, 1.0 points below adapting every layer (95.0%)" in words
+    assert "every task scores exactly 20%" in words
+    rows[2] = AblationRow("body only (head frozen)", ("conv1",), 0.3, 0.05, np.array([0.2, 0.4, 0.2, 0.4]))
+    assert "exactly" not in ablation_text(rows, "accuracy")
