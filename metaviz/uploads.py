@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metaviz.image_files import (  # noqa: F401 (re-exported: the pages and tests use these names)
-    IMAGE_FORMATS, IMAGE_SIZE, IMAGE_SUFFIXES, MAX_PIXELS, UploadError, convert_image, fit_strokes,
-)
+from metaviz.image_files import IMAGE_SUFFIXES, UploadError, convert_image  # the pages and tests use these here too
 
 MAX_ZIP_BYTES = 20 * 2**20  # the same as the server's upload cap (.streamlit/config.toml)
 MAX_ENTRIES = 2000  # files and folders in one zip

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
+from tests.test_browser import free_port, wait_until_healthy
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 SHIPPED_DIGITS = REPOSITORY / "checkpoints" / "digits-5w1s-maml.safetensors"
 
@@ -108,14 +110,6 @@ def _note(screen: Screen, element) -> None:
 # --- the server ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Server:
     """`streamlit run app.py` on a free localhost port, with the given checkpoint folder."""
 
@@ -129,22 +123,11 @@ class Server:
              "--server.port", str(self.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
              *extra_args],
             cwd=REPOSITORY, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self._wait_until_healthy()
-
-    def _wait_until_healthy(self, timeout: float = 60) -> None:
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {self.process.stdout.read()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.read() == b"ok":
-                        return
-            except OSError:
-                time.sleep(0.25)
-        raise RuntimeError(f"streamlit did not answer at {self.url} within {timeout} s")
+        try:
+            wait_until_healthy(self.url, self.process, timeout=60)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def peak_rss_mb(self) -> float:
         """The server process's peak resident memory so far (Linux: VmHWM)."""

@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from tests.test_browser import (  # noqa: F401 (browser, page, server_url: fixtures)
+from tests.test_browser import (  # noqa: F401 (browser, page, server_url: fixtures pytest finds here)
     ARTIFACTS, assert_clean, body_text, browser, drawings_zip, idle, page, server_url, settled,
 )
 from tests.test_hostile_uploads import png_header
