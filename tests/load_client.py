@@ -59,20 +59,27 @@ class Session:
 
     def run(self, page: str = "", query: str = "", widgets: dict[str, tuple[str, object]] | None = None) -> Screen:
         """Asks for a script run (as a page load or a widget change does) and collects what it drew."""
-        from streamlit.proto.BackMsg_pb2 import BackMsg
-
-        message = BackMsg()
-        message.rerun_script.query_string = query
-        message.rerun_script.page_name = page
-        for widget_id, (kind, value) in (widgets or {}).items():
-            state = message.rerun_script.widget_states.widgets.add()
-            state.id = widget_id
-            setattr(state, f"{kind}_value", value)
         started = time.perf_counter()
-        self.socket.send(message.SerializeToString())
+        self.send_without_waiting(page, query, widgets or {})
         screen = self._receive_until_finished()
         self.timings.append(time.perf_counter() - started)
         return screen
+
+    def send_without_waiting(self, page: str, query: str, widgets: dict[str, tuple[str, object]]) -> None:
+        """A request sent while the previous one may still run (a double click); `receive` collects."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        message = BackMsg()
+        message.rerun_script.query_string, message.rerun_script.page_name = query, page
+        for widget_id, (kind, value) in widgets.items():
+            state = message.rerun_script.widget_states.widgets.add()
+            state.id = widget_id
+            setattr(state, f"{kind}_value", value)
+        self.socket.send(message.SerializeToString())
+
+    def receive(self) -> Screen:
+        """The screen of the next script run that finishes."""
+        return self._receive_until_finished()
 
     def _receive_until_finished(self) -> Screen:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.load_client import SHIPPED_DIGITS, Server, Session, checkpoint_folder, problems, run_users, user_visit
+from tests.load_client import (
+    SHIPPED_DIGITS, Server, Session, checkpoint_folder, expected_accuracies, problems, run_users, user_visit,
+)
 
 pytestmark = pytest.mark.slow
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -63,6 +65,27 @@ def test_a_disconnected_session_can_resume_and_then_expires(checkpoint_dir):
         late.close()
         assert "Recognised after 7 steps" not in metrics  # its state is gone: a fresh session
         assert any(label.startswith("Recognised after") for label in metrics)
+
+
+def test_a_double_click_ends_with_the_last_request_answered(checkpoint_dir):
+    """Two step changes sent back to back, the second while the first may still run: the session
+    ends on the second one's answer, with the library's numbers, and no error."""
+    checkpoint = checkpoint_dir / SHIPPED_DIGITS.name
+    with Server(checkpoint_dir) as server:
+        session = Session(server.url)
+        steps_id, kind = session.run("Adaptation", "seed=2&shots=1&queries=5").widgets["Adaptation steps"]
+        session.send_without_waiting("Adaptation", "seed=2&shots=1&queries=5", {steps_id: (kind, 40)})
+        session.send_without_waiting("Adaptation", "seed=2&shots=1&queries=5", {steps_id: (kind, 41)})
+        screens = [session.receive()]
+        while "Recognised after 41 steps" not in screens[-1].metrics:
+            screens.append(session.receive())
+        session.close()
+    assert len(screens) <= 2  # the first click's run, if it was not cut short, then the second's
+    assert not any(screen.errors or screen.exceptions for screen in screens)
+    last = screens[-1]
+    assert "Task number 2:" in last.text()
+    assert (last.metrics["New images recognised before adapting"], last.metrics["Recognised after 41 steps"]) == \
+        expected_accuracies(checkpoint, 2, 41)
 
 
 def test_every_cache_of_the_dashboard_is_bounded():
