@@ -142,8 +142,10 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
                              lr=lr, adapt=names, first_order=True)[-1] for task in tasks]
         adapted = {name: torch.stack([final[name].detach() for final in finals]) for name in names}
     with torch.no_grad():
-        outputs = {when: (vmap(forward, in_dims=(dims, 0))(params, support_x), vmap(forward, in_dims=(dims, 0))(params, query_x))
-                   for when, params, dims in (("before", start, None), ("after", adapted, 0))}
+        outputs = {}
+        for when, params, dims in (("before", start, None), ("after", adapted, 0)):
+            batched = vmap(forward, in_dims=(dims, 0))  # theta_0 is shared; adapted parameters are per task
+            outputs[when] = (batched(params, support_x), batched(params, query_x))
     metrics = {}
     per_task_loss = vmap(task_loss)
     for when, (support_out, query_out) in outputs.items():

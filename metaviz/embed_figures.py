@@ -1,7 +1,9 @@
 """The task-embedding scatter: pure function from an `Embedding` (metaviz.embed) to a plotly figure.
 
 Every point carries its row of the embedding as customdata[0], so a selection in the browser
-names the task whatever the traces are (one per category, or one coloured by a number).
+names the task whatever the traces are (one per category, or one coloured by a number). The
+rows go in as plain lists: plotly sends a numpy array as a typed array, and a selected point's
+customdata then comes back to Streamlit as {"0": row} instead of [row].
 """
 from __future__ import annotations
 
@@ -50,10 +52,6 @@ def colour_fields(embedding: Embedding) -> list[str]:
     return fields
 
 
-def _value_text(name: str, value) -> str:
-    return f"{100 * value:.0f}%" if name in PERCENT_FIELDS else f"{value:.3g}"
-
-
 def _short_list(names: Sequence[str], limit: int = 3) -> str:
     shown = "; ".join(figure_text(name) for name in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -69,8 +67,8 @@ def hover_texts(embedding: Embedding) -> list[str]:
             classes = [readable_class_name(name) for name in meta["classes"][row]]
             lines.append(f"Alphabets: {_short_list(list(meta['alphabets'][row]))}")
             lines.append(f"Classes: {_short_list(classes)}")
-            lines.append(f"New images recognised: {_value_text('query_accuracy_before', meta['query_accuracy_before'][row])}"
-                         f" before, {_value_text('query_accuracy_after', meta['query_accuracy_after'][row])} after")
+            before, after = meta["query_accuracy_before"][row], meta["query_accuracy_after"][row]
+            lines.append(f"New images recognised: {100 * before:.0f}% before, {100 * after:.0f}% after")
         if "amplitude" in meta:
             lines.append(f"Amplitude {meta['amplitude'][row]:.2f}, phase {meta['phase'][row]:.2f}")
             lines.append(f"Error on new points: {meta['query_loss_before'][row]:.3g} before, "
@@ -86,6 +84,10 @@ def _categories(column: np.ndarray) -> list[str]:
     values, counts = np.unique(column.astype(str), return_counts=True)
     order = [str(value) for value in values[np.argsort(-counts, kind="stable")]]
     return order[:MAX_CATEGORIES] + (["other"] if len(order) > MAX_CATEGORIES else [])
+
+
+def _rows(rows) -> list[list[int]]:
+    return [[int(row)] for row in rows]
 
 
 def embedding_scatter(embedding: Embedding, colour_by: str, current: int | None = None,
@@ -109,21 +111,21 @@ def embedding_scatter(embedding: Embedding, colour_by: str, current: int | None 
         for index, category in enumerate(categories):
             members = rows[names == category]
             fig.add_trace(go.Scatter(
-                x=x[members], y=y[members], customdata=members[:, None], text=hover[members],
-                name=figure_text(category), marker=dict(size=8, color=CATEGORY_COLOURS[index],
+                x=x[members], y=y[members], customdata=_rows(members), text=hover[members],
+                name=figure_text(category.replace("_", " ")), marker=dict(size=8, color=CATEGORY_COLOURS[index],
                                                         opacity=opacity[members]), **common))
         fig.update_layout(legend=dict(title=label, itemsizing="constant"))
     else:
         values = column.astype(float)
         bar_ticks = dict(tickformat=".0%") if colour_by in PERCENT_FIELDS else {}
         fig.add_trace(go.Scatter(
-            x=x, y=y, customdata=rows[:, None], text=hover, name=label, showlegend=False,
+            x=x, y=y, customdata=_rows(rows), text=hover, name=label, showlegend=False,
             marker=dict(size=8, color=values, colorscale="Viridis", opacity=opacity,
                         colorbar=dict(title=dict(text=label.replace(" after", "<br>after"), side="right"),
                                       **bar_ticks)), **common))
     if current is not None:
         fig.add_trace(go.Scatter(
-            x=[x[current]], y=[y[current]], customdata=[[current]], text=[hover[current]], name="current task",
+            x=[x[current]], y=[y[current]], customdata=_rows([current]), text=[hover[current]], name="current task",
             marker=dict(size=20, symbol="circle-open", color=CURRENT_COLOUR, line=dict(width=3)), **common))
     axis = METHOD_AXES.get(embedding.method, embedding.method)
     fig.update_xaxes(title=f"{axis} 1", showticklabels=False, zeroline=False)
@@ -142,5 +144,5 @@ def search_matches(embedding: Embedding, query: str) -> np.ndarray | None:
     meta = embedding.metadata
     if "classes" not in meta:
         return np.zeros(len(embedding), dtype=bool)
-    names = ("|".join(list(classes) + list(alphabets)) for classes, alphabets in zip(meta["classes"], meta["alphabets"]))
+    names = ("|".join(classes + alphabets) for classes, alphabets in zip(meta["classes"], meta["alphabets"]))
     return np.array([query in name.lower().replace("_", " ") for name in names])

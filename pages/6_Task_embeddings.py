@@ -129,9 +129,10 @@ chosen_settings = TaskSettings(shots=settings.shots, queries=settings.queries, s
                                groups=tuple(groups[row]) if groups is not None else ())
 st.subheader(f"Task number {chosen_settings.seed}")
 if regression:
-    st.markdown(f"A sine wave of amplitude {embedding.metadata['amplitude'][row]:.2f} and phase "
-                f"{embedding.metadata['phase'][row]:.2f}. Its error on new points went from "
-                f"{embedding.metadata['query_loss_before'][row]:.3g} to {embedding.metadata['query_loss_after'][row]:.3g}.")
+    meta = embedding.metadata
+    st.markdown(f"A sine wave of amplitude {meta['amplitude'][row]:.2f} and phase {meta['phase'][row]:.2f}. "
+                f"Its error on new points went from {meta['query_loss_before'][row]:.3g} "
+                f"to {meta['query_loss_after'][row]:.3g}.")
 else:
     names = "; ".join(readable_class_name(name) for name in embedding.metadata["classes"][row])
     st.markdown(f"Classes: {services.markdown_text(names)}. New images recognised: "

@@ -1,5 +1,7 @@
 """metaviz.embed and metaviz.embed_figures: vectorised updates against the plain inner loop,
 repeatable projections, quality thresholds on data with known structure, aligned metadata."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -181,6 +183,8 @@ def test_scatter_points_name_their_rows():
     fig = embedding_scatter(embedding, "query_accuracy_after", current=5)
     points, ring = fig.data
     np.testing.assert_array_equal(np.asarray(points.customdata)[:, 0], np.arange(20))
+    # Plain lists, not a typed array: a selected point must come back to Streamlit as [row].
+    assert json.loads(fig.to_json())["data"][0]["customdata"] == [[row] for row in range(20)]
     np.testing.assert_allclose(points.x, embedding.coordinates[:, 0])
     assert np.asarray(ring.customdata).tolist() == [[5]] and ring.x[0] == embedding.coordinates[5, 0]
     assert f"Task number {embedding.metadata['seed'][5]}" in ring.text[0]
