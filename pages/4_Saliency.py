@@ -33,7 +33,7 @@ steps = int(st.session_state.get(f"steps_{key}", checkpoint.inner_steps))
 lr = float(st.session_state.get(f"lr_{key}", checkpoint.inner_lr))
 layers = tuple(st.session_state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
 task = current_task(checkpoint, settings)
-trace = run_adaptation(checkpoint, task, steps, lr, layers)
+run_adaptation(checkpoint, task, steps, lr, layers)  # adapts once (cached) and says so if adapting fails
 st.markdown(f"The model adapts with {services.plural(steps, 'step')} of size {lr:g} "
             "(change this on the Adaptation page).")
 

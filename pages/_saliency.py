@@ -141,11 +141,12 @@ def completeness_words(method: str, attribution: Attribution, step: int) -> str:
              f"{within} of {services.plural(len(errors), 'image')}.")
     if within == len(errors):
         return words
-    faint = int(((errors > 1) & ~clear).sum())
+    faint, misses = int(((errors > 1) & ~clear).sum()), len(errors) - within
     if faint:
-        words += (f" {faint} of the {len(errors) - within} that miss {'is an image' if faint == 1 else 'are images'}"
-                  f" whose score barely changes between {start} and the image (by less than {CLEAR_CHANGE}), "
-                  "where even a tiny miss is a large fraction.")
+        which = f"{faint} of the {misses} that miss" if faint < misses else \
+            "The one that misses" if misses == 1 else f"All {misses} that miss"
+        words += (f" {which} {'is an image' if faint == 1 else 'are images'} whose score barely changes between "
+                  f"{start} and the image (by less than {CLEAR_CHANGE}), where even a tiny miss is a large fraction.")
     if (errors[clear] > 1).any():
         words += (f" Where the score clearly changes, the worst misses by {errors[clear].max():.0f}%: read those "
                   "maps as rough sketches, not exact shares.")

@@ -124,4 +124,7 @@ def test_completeness_words_separate_faint_scores_from_real_misses():
     assert "within 1% for 1 of 3 images" in text
     assert "1 of the 2 that miss is an image whose score barely changes between a blurred copy" in text
     assert "the worst misses by 3%" in text
-    assert "worst" not in words([0.005, 0.2], [2.0, -0.3])  # the only miss is on a faint score
+    text = words([0.005, 0.2], [2.0, -0.3])
+    assert "The one that misses is an image whose score barely changes" in text
+    assert "worst" not in text  # the only miss is on a faint score
+    assert "All 2 that miss are images" in words([0.005, 0.2, 0.3], [2.0, -0.3, 0.1])
