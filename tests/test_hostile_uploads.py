@@ -90,6 +90,14 @@ def test_deep_nesting_and_archives_inside_the_zip():
     assert "cats/more.zip: skipped, an archive inside the zip is not opened" in notes
 
 
+def test_too_many_classes_and_too_many_images_in_a_class_with_the_default_limits():
+    with pytest.raises(UploadError, match="the zip has more than 50 class folders"):
+        read_zip(make_zip({f"class {index}/a.png": PNG for index in range(uploads.MAX_CLASSES + 1)}))
+    uploaded = read_zip(make_zip({**GOOD, **{f"cats/{index}.png": PNG for index in range(205)}}))
+    assert uploaded.count("cats") == uploads.MAX_IMAGES_PER_CLASS == 200
+    assert sum("skipped, class cats already has 200 images" in note for note in uploaded.notes) == 7
+
+
 # --- hostile names -----------------------------------------------------------------------------------
 
 
