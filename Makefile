@@ -33,9 +33,9 @@ test: $(TEST_STAMP)
 test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not browser and not slow"
 
-# Re-takes README's screenshots (docs/screenshots/) in the browser test.
+# Re-takes README's screenshots (docs/screenshots/) in the browser tests.
 screenshots: $(TEST_STAMP)
-	METAVIZ_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser.py
+	METAVIZ_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser.py tests/test_browser_saliency.py
 
 benchmarks: $(TEST_STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/adaptation.py
