@@ -24,12 +24,14 @@ class OneRunAtATime:
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}  # session -> (lock, holders and waiters)
+        # Re-entrant: a guarded computation that calls another guarded one (a page that adapts
+        # inside its own long computation) must not wait for itself.
+        self._locks: dict[str, tuple[threading.RLock, int]] = {}  # session -> (lock, holders and waiters)
 
     @contextmanager
     def hold(self, session: str) -> Iterator[None]:
         with self._guard:
-            lock, users = self._locks.get(session, (threading.Lock(), 0))
+            lock, users = self._locks.get(session, (threading.RLock(), 0))
             self._locks[session] = (lock, users + 1)
         try:
             with lock:

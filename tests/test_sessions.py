@@ -57,6 +57,17 @@ def test_a_double_click_never_runs_two_computations_of_one_session():
     assert guard.sessions() == 0  # nothing is left behind for a session that has gone
 
 
+def test_a_guarded_computation_may_call_another_of_its_session():
+    guard, done = OneRunAtATime(), []
+
+    def outer() -> None:
+        with guard.hold("A"), guard.hold("A"):  # e.g. a page's long computation that adapts inside
+            done.append("inner")
+
+    run_together(outer)
+    assert done == ["inner"] and guard.sessions() == 0
+
+
 def test_two_sessions_compute_at_the_same_time():
     guard, both_inside = OneRunAtATime(), threading.Barrier(2)
     met = []
