@@ -43,6 +43,8 @@ first = remembered_number_input(columns[1], "First task number", "embed_seed", 0
                                 help="The tasks are numbered from here on; task number n is the one the Task "
                                      "page shows for that number.")
 whole = "all layers that adapt"
+if st.session_state.get("embed_layer", whole) not in (whole, *adapt_layers):  # that layer no longer adapts
+    del st.session_state["embed_layer"]
 layer = columns[2].selectbox("Which part of the update", [whole, *adapt_layers], key="embed_layer",
                              format_func=lambda name: name if name == whole else services.layer_label(name),
                              help="Compare the tasks' whole updates, or only how one layer moved.")
