@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from pages._shared import load_checkpoint
+from pages._shared import load_checkpoint, session_token
 
 if TYPE_CHECKING:
     from metaviz.embed import Embedding, TaskUpdates
@@ -80,4 +80,9 @@ def task_embedding(path: str, content_hash: str, tasks: dict, adaptation: dict, 
             embedding = embed.embed_updates(updates, method, random_state, **method_settings)
             return embedding, embed.structure_measures(embedding)
 
-    return remembered(key, compute)
+    from metaviz.one_run import LONG_COMPUTATIONS
+
+    # A rerun of this session while its map is being made (a double click, a changed setting)
+    # waits here for the first computation instead of starting a second one beside it.
+    with LONG_COMPUTATIONS.hold(session_token()):
+        return remembered(key, compute)
