@@ -66,6 +66,12 @@ def server_url(tmp_path_factory):
     write_checkpoint(directory)
     if SHIPPED_DIGITS.is_file():
         shutil.copy(SHIPPED_DIGITS, directory / SHIPPED_DIGITS.name)
+    yield from serve(directory)
+
+
+def serve(directory: Path):
+    """Runs `streamlit run app.py` on the checkpoints in `directory`; yields its URL (a
+    generator, for a fixture to `yield from`), stops the server afterwards."""
     port = free_port()
     env = {**os.environ, "METAVIZ_CHECKPOINT_DIR": str(directory), "PYTHONPATH": str(REPOSITORY)}
     server = subprocess.Popen(

@@ -5,16 +5,13 @@ Adaptation page.
 Browser and page fixtures are tests/test_browser.py's; this module starts its own server with
 copies of the shipped checkpoints (Omniglot's need the Omniglot data: METAVIZ_DATA_DIR).
 """
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from tests.test_browser import (  # noqa: F401 (fixtures)
-    REPOSITORY, assert_clean, body_text, browser, free_port, idle, page, screenshot, settled, wait_until_healthy,
+    REPOSITORY, assert_clean, body_text, browser, idle, page, screenshot, serve, settled,
 )
 
 pytestmark = pytest.mark.browser
@@ -29,24 +26,7 @@ def server_url(tmp_path_factory):
     directory = tmp_path_factory.mktemp("checkpoints")
     for name in ("digits-5w1s-maml", "sinusoid-maml", "omniglot-5w1s-maml"):
         shutil.copy(SHIPPED / f"{name}.safetensors", directory)  # missing ones fail: they ship with the code
-    port = free_port()
-    env = {**os.environ, "METAVIZ_CHECKPOINT_DIR": str(directory), "PYTHONPATH": str(REPOSITORY)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPOSITORY, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, server)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    yield from serve(directory)
 
 
 def open_map(page, url: str, checkpoint: str) -> None:
