@@ -78,8 +78,7 @@ def test_bad_zips_get_clear_messages_and_the_user_carries_on(server_url, page):
         assert_clean(page)
 
     drop_zip(page, "tricky.zip", tricky_zip())
-    settled(page, "Your images, as the model sees them")
-    assert "10 images in 5 classes" in body_text(page)
+    settled(page, "10 images in 5 classes")
     page.get_by_text("Files left out of the upload").click()
     notes = page.locator("[data-testid='stText']").filter(has_text="skipped").first
     notes.wait_for()
@@ -88,8 +87,7 @@ def test_bad_zips_get_clear_messages_and_the_user_carries_on(server_url, page):
         assert note in notes.inner_text(), notes.inner_text()
 
     drop_zip(page, "my drawings.zip", drawings_zip())  # and the real upload works
-    settled(page, "Your images, as the model sees them")
-    assert "20 images in 5 classes" in body_text(page)
+    settled(page, "20 images in 5 classes")  # this upload's own text: the previous one's may still show
     assert_clean(page)
     assert not alerts, f"a script ran in the page: {alerts}"
     ARTIFACTS.mkdir(exist_ok=True)
