@@ -29,15 +29,22 @@ st.caption("Each point is one task. Adapting to a task moves the model's setting
 
 # The adaptation the map shows is the Adaptation page's (kept per checkpoint), else the checkpoint's,
 # so a clicked task replays there exactly as it moved here.
-steps = max(1, int(st.session_state.get(f"steps_{key}", checkpoint.inner_steps)))
+steps = int(st.session_state.get(f"steps_{key}", checkpoint.inner_steps))
 lr = float(st.session_state.get(f"lr_{key}", checkpoint.inner_lr))
 adapt_layers = tuple(st.session_state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
+
+if steps < 1:
+    st.info("The Adaptation page is set to 0 steps: the model does not move, so every task would sit on "
+            "the same spot. Choose at least one step there.", icon=":material/info:")
+    st.page_link(ADAPTATION_PAGE, label="Adaptation settings", icon=":material/arrow_forward:")
+    st.stop()
 
 columns = st.columns([1, 1, 1.4, 1.2])
 n_tasks = remembered_number_input(columns[0], "Tasks", "embed_tasks", DEFAULT_TASKS, min_value=MIN_TASKS,
                                   max_value=MAX_TASKS, step=50,
-                                  help="How many tasks to draw and adapt to. More tasks take longer (about "
-                                       "half a minute for 500 Omniglot tasks the first time).")
+                                  help="How many tasks to draw and adapt to. More tasks take longer: 500 "
+                                       "Omniglot tasks can take a minute on a small, busy computer the first "
+                                       "time; afterwards the map comes back at once.")
 first = remembered_number_input(columns[1], "First task number", "embed_seed", 0, min_value=0,
                                 max_value=LIMITS["seed"][1] - MAX_TASKS,
                                 help="The tasks are numbered from here on; task number n is the one the Task "

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from metaviz import services
 from tests.test_app import all_text, checkpoint_dir, start, visit, write_checkpoint  # noqa: F401 (fixture)
 
 PAGE = "pages/6_Task_embeddings.py"
@@ -93,3 +94,12 @@ def test_omniglot_tasks_from_one_alphabet_measure_purity(checkpoint_dir, omniglo
     app.toggle(key="embed_one_group").set_value(False).run()
     assert not app.exception
     assert "Neighbours from the same alphabet" not in {metric.label for metric in app.metric}
+
+
+def test_zero_adaptation_steps_say_what_to_do(checkpoint_dir):
+    write_checkpoint(checkpoint_dir, name="digits-test")
+    app = start()
+    key = services.short_hash(services.file_sha256(checkpoint_dir / "digits-test.safetensors"))
+    app.session_state[f"steps_{key}"] = 0  # as the Adaptation page keeps its steps
+    visit(app, PAGE)
+    assert "Choose at least one step there" in all_text(app) and not app.get("plotly_chart")
