@@ -29,19 +29,24 @@ def checkpoint_dir(tmp_path_factory) -> Path:
     return checkpoint_folder(tmp_path_factory.mktemp("checkpoints"))
 
 
-def test_eight_users_at_once_each_get_their_own_correct_results(checkpoint_dir):
+@pytest.fixture(scope="module")
+def server(checkpoint_dir):
+    with Server(checkpoint_dir) as running:
+        yield running
+
+
+def test_eight_users_at_once_each_get_their_own_correct_results(checkpoint_dir, server):
     checkpoint = checkpoint_dir / SHIPPED_DIGITS.name
-    with Server(checkpoint_dir) as server:
-        visits = run_users(server.url, USERS, STEP_CHANGES)
-        found = [problem for visit in visits for problem in problems(visit, checkpoint, STEP_CHANGES)]
-        assert not found, "\n".join(found)
-        assert [visit.seed for visit in visits] == list(range(USERS))
-        # Afterwards the shared, cached model must be as it was: a new user's first task gives
-        # the library's numbers for a model loaded fresh from the file.
-        again = user_visit(server.url, 0, STEP_CHANGES)
-        assert not problems(again, checkpoint, STEP_CHANGES)
-        assert [screen.metrics for screen in again.screens] == [screen.metrics for screen in visits[0].screens]
-        peak = server.peak_rss_mb()
+    visits = run_users(server.url, USERS, STEP_CHANGES)
+    found = [problem for visit in visits for problem in problems(visit, checkpoint, STEP_CHANGES)]
+    assert not found, "\n".join(found)
+    assert [visit.seed for visit in visits] == list(range(USERS))
+    # Afterwards the shared, cached model must be as it was: a new user's first task gives
+    # the library's numbers for a model loaded fresh from the file.
+    again = user_visit(server.url, 0, STEP_CHANGES)
+    assert not problems(again, checkpoint, STEP_CHANGES)
+    assert [screen.metrics for screen in again.screens] == [screen.metrics for screen in visits[0].screens]
+    peak = server.peak_rss_mb()
     assert peak < MAX_PEAK_RSS_MB, f"the server's memory peaked at {peak:.0f} MB"
 
 
@@ -67,19 +72,18 @@ def test_a_disconnected_session_can_resume_and_then_expires(checkpoint_dir):
         assert any(label.startswith("Recognised after") for label in metrics)
 
 
-def test_a_double_click_ends_with_the_last_request_answered(checkpoint_dir):
+def test_a_double_click_ends_with_the_last_request_answered(checkpoint_dir, server):
     """Two step changes sent back to back, the second while the first may still run: the session
     ends on the second one's answer, with the library's numbers, and no error."""
     checkpoint = checkpoint_dir / SHIPPED_DIGITS.name
-    with Server(checkpoint_dir) as server:
-        session = Session(server.url)
-        steps_id, kind = session.run("Adaptation", "seed=2&shots=1&queries=5").widgets["Adaptation steps"]
-        session.send_without_waiting("Adaptation", "seed=2&shots=1&queries=5", {steps_id: (kind, 40)})
-        session.send_without_waiting("Adaptation", "seed=2&shots=1&queries=5", {steps_id: (kind, 41)})
-        screens = [session.receive()]
-        while "Recognised after 41 steps" not in screens[-1].metrics:
-            screens.append(session.receive())
-        session.close()
+    session = Session(server.url)
+    steps_id, kind = session.run("Adaptation", "seed=2&shots=1&queries=5").widgets["Adaptation steps"]
+    session.send_without_waiting("Adaptation", "seed=2&shots=1&queries=5", {steps_id: (kind, 40)})
+    session.send_without_waiting("Adaptation", "seed=2&shots=1&queries=5", {steps_id: (kind, 41)})
+    screens = [session.receive()]
+    while "Recognised after 41 steps" not in screens[-1].metrics:
+        screens.append(session.receive())
+    session.close()
     assert len(screens) <= 2  # the first click's run, if it was not cut short, then the second's
     assert not any(screen.errors or screen.exceptions for screen in screens)
     last = screens[-1]
