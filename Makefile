@@ -42,6 +42,7 @@ benchmarks: $(TEST_STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/pages.py --threads 1
 	OMP_NUM_THREADS=1 $(PY) benchmarks/explain.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/load.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/embed.py
 
 clean-venv:
