@@ -14,10 +14,13 @@ No streamlit here.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import hashlib
 import math
 import re
+import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -35,10 +38,15 @@ DATASETS = ("digits", "omniglot", "sinusoid")  # what metaviz.data can sample ta
 ALGORITHMS = ("maml", "fomaml", "anil", "imported")
 
 
+@functools.cache
 def upload_dir() -> Path:
-    """Where uploaded checkpoints are kept, re-written by metaviz: a folder of the temp directory
-    (the sidebar marks them with its name)."""
-    return Path(tempfile.gettempdir()) / "metaviz" / "uploaded"
+    """Where this server process keeps uploaded checkpoints, re-written by metaviz: `uploaded/`
+    (the sidebar marks them with that name) in a private folder of its own (mkdtemp: mode 0700,
+    a fresh name, so no other user of the machine can plant files or links there), removed
+    when the process ends."""
+    private = Path(tempfile.mkdtemp(prefix="metaviz-"))
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    return private / "uploaded"
 
 
 def read_user_checkpoint(file_name: str, data: bytes) -> Checkpoint:

@@ -238,3 +238,10 @@ def load_checkpoint_bytes(data: bytes):
     from metaviz.checkpoints import checkpoint_from_bytes
 
     return checkpoint_from_bytes(data, "original")
+
+
+def test_uploads_are_kept_in_a_private_folder_of_the_process():
+    folder = user_checkpoints.upload_dir()
+    assert folder.name == "uploaded" and folder.parent.name.startswith("metaviz-")
+    assert folder.parent.stat().st_mode & 0o777 == 0o700  # no other user can plant files or links there
+    assert user_checkpoints.upload_dir() == folder  # one per process
