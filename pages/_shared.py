@@ -295,3 +295,13 @@ def run_adaptation(checkpoint: Checkpoint, task: Task, steps: int, lr: float,
     except (ValueError, RuntimeError) as error:
         st.error(f"Adaptation failed: {services.markdown_text(error)}")
     st.stop()
+
+
+def adaptation_settings(checkpoint: Checkpoint) -> tuple[int, float, tuple[str, ...]]:
+    """(steps, step size, layers that adapt): the Adaptation page's choice for this checkpoint
+    (kept per checkpoint), else the checkpoint's own."""
+    key = services.short_hash(checkpoint.content_hash)
+    steps = int(st.session_state.get(f"steps_{key}", checkpoint.inner_steps))
+    lr = float(st.session_state.get(f"lr_{key}", checkpoint.inner_lr))
+    layers = tuple(st.session_state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
+    return steps, lr, layers
