@@ -203,7 +203,7 @@ def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: 
         if progress:
             done = min(start + batch_size, n_tasks)
             progress(done / n_tasks, f"Adapted {done} of {n_tasks} tasks")
-    metadata = task_metadata(tasks, seed)
+    metadata = task_metadata(tasks)
     metadata["update_norm"] = np.concatenate(norms)
     metadata |= {name: np.concatenate([m[name] for m in metrics]) for name in metrics[0]}
     return TaskUpdates(np.concatenate(vectors).astype(np.float32), metadata, layer, width)
@@ -216,7 +216,7 @@ def _objects(values: list) -> np.ndarray:
     return column
 
 
-def task_metadata(tasks: Sequence[Task], seed: int) -> dict[str, np.ndarray]:
+def task_metadata(tasks: Sequence[Task]) -> dict[str, np.ndarray]:
     """Per-task columns: number, seed and what re-creates the task; classes and alphabets
     (image tasks), amplitude and phase (sinusoids)."""
     metadata = {"task": np.arange(len(tasks)), "seed": np.array([t.source["seed"] for t in tasks])}

@@ -99,7 +99,7 @@ def test_one_layer_and_errors():
 
 def test_one_alphabet_tasks(omniglot_dir):
     tasks = embed.sample_tasks("omniglot", "test", 5, 1, 2, 40, seed=10, one_group=True)
-    metadata = embed.task_metadata(tasks, 10)
+    metadata = embed.task_metadata(tasks)
     alphabets = embed.group_choices("omniglot", "test", 5)
     assert len(alphabets) == 20 and list(metadata["alphabet"][:20]) == alphabets  # taking turns
     for row in (0, 21, 39):

@@ -5,7 +5,8 @@ the 20 alphabets taking turns), adapted with its own inner loop; then, on the sa
 vectors, the trustworthiness of each method's map, and what the map's neighbourhoods show
 against chance: k-nearest-neighbour alphabet purity (Omniglot) or how well neighbours agree
 on amplitude and phase (R^2, sine waves), beside the same measure in the full update space.
-With --plots, the Omniglot MAML and sine-wave maps are saved as PNGs through Chromium.
+With --plots, the Omniglot MAML and sine-wave maps are saved as PNGs through Chromium; with
+--layers, the Omniglot measures are repeated on each adapted layer's update alone.
 
     METAVIZ_DATA_DIR=../shared/data/omniglot OMP_NUM_THREADS=1 .venv/bin/python tools/embedding_report.py --plots
 """
@@ -87,16 +88,40 @@ def report(name: str, tasks: int, plots: bool) -> None:
             save_png(embedding_scatter(embedding, colour), PLOTS / f"embedding-{name}.png")
 
 
+def layers_report(name: str, tasks: int, plots: bool) -> None:
+    """Which layer's update knows the alphabet: purity per adapted layer (Omniglot); with
+    `plots`, the map of the layer whose map groups alphabets best."""
+    checkpoint = load_checkpoint(REPOSITORY / "checkpoints" / f"{name}.safetensors")
+    print(f"\n### {name}, one layer's update at a time: {tasks} tasks")
+    print("| layer | parameters | trustworthiness (UMAP) | same-alphabet neighbours on the map | "
+          "in the update space | chance |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    best = (0.0, None, None)
+    for layer in checkpoint.adapt_layers or checkpoint.layers:
+        updates = embed.collect_updates(checkpoint, n_tasks=tasks, layer=layer, one_group=True)
+        embedding = embed.embed_updates(updates, "umap")
+        labels = updates.metadata["alphabet"].astype(str)
+        on_map, full = embed.neighbour_purity(embedding.coordinates, labels), embed.neighbour_purity(updates.vectors, labels)
+        print(f"| {layer} | {updates.width:,} | {embedding.trustworthiness:.3f} | {100 * on_map.observed:.1f}% | "
+              f"{100 * full.observed:.1f}% | {100 * full.chance:.1f}% ± {100 * full.chance_sd:.1f} |", flush=True)
+        best = max(best, (on_map.observed, layer, embedding), key=lambda entry: entry[0])
+    if plots and best[2] is not None:
+        save_png(embedding_scatter(best[2], "alphabet"), PLOTS / f"embedding-{name}-{best[1]}.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--plots", action="store_true")
+    parser.add_argument("--layers", action="store_true", help="also per layer, for the Omniglot checkpoints")
     parser.add_argument("checkpoints", nargs="*", default=CHECKPOINTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     embed.start_warm_up()
     for name in args.checkpoints:
         report(name, args.tasks, args.plots)
+        if args.layers and name.startswith("omniglot"):
+            layers_report(name, args.tasks, args.plots)
 
 
 if __name__ == "__main__":
