@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from pages._shared import load_checkpoint
+from pages._shared import load_checkpoint, session_token
 
 if TYPE_CHECKING:
     from metaviz.updates import AblationRow, LayerStatistics
@@ -32,6 +32,13 @@ def measured(identity: tuple) -> tuple[LayerStatistics, list[AblationRow]] | Non
 
 def measure(identity: tuple, progress: Callable[[float, str], None]) -> tuple[LayerStatistics, list[AblationRow]]:
     """Update statistics and the freeze ablation over the identity's tasks (see `identity`)."""
+    from metaviz.one_run import LONG_COMPUTATIONS
+
+    with LONG_COMPUTATIONS.hold(session_token()):  # a double click waits for the first run's end
+        return measured(identity) or _measure(identity, progress)
+
+
+def _measure(identity: tuple, progress: Callable[[float, str], None]) -> tuple[LayerStatistics, list[AblationRow]]:
     from metaviz.updates import freeze_ablation, layer_statistics
 
     path, content_hash, tasks, seed, steps, lr, layers = identity
