@@ -22,7 +22,8 @@ AGAINST_COLOUR = np.array([31, 119, 180], dtype=np.float64)  # blue: evidence ag
 PAPER = np.array([255, 255, 255], dtype=np.float64)
 INK = np.array([150, 150, 150], dtype=np.float64)  # the stroke stays visible, grey, under the map
 MAX_COLUMNS = 10  # images per row block of the grid
-CELL_HEIGHT = 130  # screen pixels per row of the grid
+CELL_HEIGHT = 170  # screen pixels per row of the grid: the image and the label under it
+LABEL_HEIGHT = 44  # screen pixels between rows, for a three-line label ("digit 7 / turned 90° / 52%")
 
 
 def normalise_map(values: np.ndarray, sign: str = "absolute_value", outlier_perc: float = 2.0) -> np.ndarray:
@@ -84,7 +85,11 @@ def saliency_grid(images: np.ndarray, before: np.ndarray, after: np.ndarray, ste
     columns = max(1, min(max_columns, count))
     blocks = -(-count // columns)
     row_names = ("Before adapting (step 0)", f"After step {step}", "What adapting changed")
-    fig = make_subplots(rows=3 * blocks, cols=columns, horizontal_spacing=0.008, vertical_spacing=0.03 / blocks,
+    height = 3 * blocks * CELL_HEIGHT + 20  # + the top and bottom margins
+    # The gap between rows is fixed in pixels: with few, wide columns each image fills its
+    # row's full height, and a gap given as a fraction of the figure left no room for the label.
+    fig = make_subplots(rows=3 * blocks, cols=columns, horizontal_spacing=0.008,
+                        vertical_spacing=LABEL_HEIGHT / (height - 20),
                         subplot_titles=[""] * (3 * blocks * columns))
     for index in range(count):
         block, column = divmod(index, columns)
@@ -105,7 +110,7 @@ def saliency_grid(images: np.ndarray, before: np.ndarray, after: np.ndarray, ste
         for offset, name in enumerate(row_names):
             fig.update_yaxes(title=dict(text=name.replace(" (", "<br>(").replace("What adapting", "What adapting<br>"),
                                         font=dict(size=10)), row=3 * block + offset + 1, col=1)
-    fig.update_layout(height=3 * blocks * CELL_HEIGHT + 40, margin=dict(l=90, r=10, t=10, b=10),
+    fig.update_layout(height=height, margin=dict(l=90, r=10, t=10, b=10),
                       showlegend=False, plot_bgcolor="white")
     return fig
 

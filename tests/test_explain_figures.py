@@ -48,6 +48,22 @@ def test_saliency_grid_shows_three_rows_per_image():
     assert sum("After step 2" in row for row in rows) == 3  # one per row block of 5 images
 
 
+@pytest.mark.parametrize("count", [5, 10, 25, 50])
+def test_saliency_grid_leaves_room_for_the_labels_under_each_row(count):
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(count, 1, 28, 28))
+    predicted = np.zeros(count, dtype=int)
+    fig = saliency_grid(rng.random((count, 1, 28, 28)), maps, maps, 1, ("digit 7 (rot 90)",), predicted, predicted,
+                        np.full(count, 0.5), np.full(count, 0.5))
+    layout = fig.layout.to_plotly_json()
+    plot_height = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    domains = sorted({tuple(axis["domain"]) for name, axis in layout.items() if name.startswith("yaxis")},
+                     reverse=True)
+    gaps = [(upper[0] - lower[1]) * plot_height for upper, lower in zip(domains, domains[1:])]
+    assert min(gaps) >= 40  # pixels: three lines of 10-point text under each image
+    assert min(top - bottom for bottom, top in domains) * plot_height >= 100  # and the images stay large
+
+
 def test_trust_figures():
     fig = randomisation_figure(("head", "conv4"), np.array([0.4, 0.1]), np.array([0.8, 0.6]), np.array([0.5, 0.2]))
     assert [trace.y[0] for trace in fig.data] == [1.0, 1.0, 1.0]  # the trained model's map equals itself
