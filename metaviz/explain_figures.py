@@ -61,22 +61,24 @@ def overlay(image: np.ndarray, shown_map: np.ndarray) -> np.ndarray:
     return np.round(base * (1 - strength) + colour * strength).astype(np.uint8)
 
 
-def _label(class_name: str, probability: float) -> str:
+def _label(class_name: str, probability: float, right: bool | None = None) -> str:
     name = figure_text(readable_class_name(class_name)).replace(", turned", "<br>turned")  # narrow columns
-    return f"{name}<br>{100 * probability:.0f}%"
+    mark = "" if right is None else "✓ " if right else "✗ "  # the Adaptation page's marks
+    return f"{name}<br>{mark}{100 * probability:.0f}%"
 
 
 def saliency_grid(images: np.ndarray, before: np.ndarray, after: np.ndarray, step: int,
                   class_names: Sequence[str], predicted_before: Sequence[int], predicted_after: Sequence[int],
                   probability_before: Sequence[float], probability_after: Sequence[float],
                   sign: str = "absolute_value", outlier_perc: float = 2.0,
-                  max_columns: int = MAX_COLUMNS) -> go.Figure:
+                  max_columns: int = MAX_COLUMNS, true_classes: Sequence[int] | None = None) -> go.Figure:
     """Each image (a column) three times: its map at step 0, at `step`, and the change.
 
     `before`/`after`: raw attributions [N, 1, H, W]; the maps are normalised image by image
     (see normalise_map), and the change is after minus before of the normalised maps, so it
     shows where the model looks differently, not how its scores grew. Under each map: the
-    class the model answers at that step and how sure it is.
+    class the model answers at that step and how sure it is, marked ✓ (right) or ✗ (wrong)
+    when `true_classes` are given.
     """
     images = np.asarray(images, dtype=np.float64).reshape(len(images), *np.shape(images)[-2:])
     count = len(images)
@@ -93,11 +95,12 @@ def saliency_grid(images: np.ndarray, before: np.ndarray, after: np.ndarray, ste
                         subplot_titles=[""] * (3 * blocks * columns))
     for index in range(count):
         block, column = divmod(index, columns)
-        cells = [
-            (shown_before[index], _label(class_names[predicted_before[index]], probability_before[index])),
-            (shown_after[index], _label(class_names[predicted_after[index]], probability_after[index])),
-            (change[index], ""),
-        ]
+        true = None if true_classes is None else int(true_classes[index])
+        cells = [(maps[index], _label(class_names[answers[index]], sureness[index],
+                                      None if true is None else int(answers[index]) == true))
+                 for maps, answers, sureness in ((shown_before, predicted_before, probability_before),
+                                                 (shown_after, predicted_after, probability_after))]
+        cells.append((change[index], ""))
         for offset, (shown, text) in enumerate(cells):
             row = 3 * block + offset + 1
             fig.add_trace(go.Image(z=overlay(images[index], shown), name=row_names[offset],

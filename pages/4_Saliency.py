@@ -76,12 +76,13 @@ explained = "the class the model answers at each step" if target is None else \
 shown = "new image" if images == "query" else "example the model learns from"
 st.subheader("What the model looks at in each " + ("new image" if images == "query" else "example"))
 st.caption(f"Each column is one {shown}; the maps explain {explained}. Under each map: the model's answer at "
-           "that step and how sure it is. The last row is the step's map minus step 0's: red where the model "
+           "that step (✓ right, ✗ wrong) and how sure it is. The last row is the step's map minus step 0's: red where the model "
            "puts more weight after adapting, blue where it puts less.")
 st.plotly_chart(saliency_grid(
     images_of(task, images).numpy(), before.values, after.values, step, task.class_names,
     before.probabilities.argmax(-1), after.probabilities.argmax(-1), before.probabilities.max(-1),
-    after.probabilities.max(-1), sign=sign, outlier_perc=float(outlier_perc)),
+    after.probabilities.max(-1), sign=sign, outlier_perc=float(outlier_perc),
+    true_classes=(task.query_y if images == "query" else task.support_y).numpy()),
     width="stretch", config={"displayModeBar": False})
 
 st.header("Can this map be trusted?")

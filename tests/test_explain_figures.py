@@ -44,6 +44,13 @@ def test_saliency_grid_shows_three_rows_per_image():
     titles = [axis.get("title", {}).get("text") for name, axis in layout.items() if name.startswith("xaxis")]
     assert "digit 7<br>turned 90°<br>91%" in titles and "digit 3<br>50%" in titles
     assert "&lt;b&gt;x<br>50%" in titles  # an uploader's folder name is text, not markup
+    marked = saliency_grid(images, before, after, 2, names, predicted, predicted[::-1], np.full(count, 0.5),
+                           np.full(count, 0.91), true_classes=predicted)
+    marks = [axis.get("title", {}).get("text") or "" for name, axis in marked.layout.to_plotly_json().items()
+             if name.startswith("xaxis")]
+    assert marks.count("digit 3<br>✓ 50%") == 4  # step 0 answers every image right
+    after_marks = [text for text in marks if text.endswith("91%")]
+    assert sum("✗" in text for text in after_marks) == sum(predicted != predicted[::-1])  # the reversed answers
     rows = [axis.get("title", {}).get("text") or "" for name, axis in layout.items() if name.startswith("yaxis")]
     assert sum("After step 2" in row for row in rows) == 3  # one per row block of 5 images
 

@@ -3,6 +3,8 @@ as the queries, the chosen class, captum's display conventions, and the trust pa
 
 (The walk through method, step and the randomisation button is in tests/test_app.py.)
 """
+import json
+
 import pytest
 
 from metaviz.explain import KNOBS, METHODS
@@ -71,6 +73,10 @@ def test_support_images_are_explained_too(app):
     settle(app.radio(key="saliency_images").set_value("support").run())
     assert maps_figure(app).count('"type":"image"') == 3 * 5  # one example per class
     assert "What the model looks at in each example" in all_text(app)
+    layout = json.loads(maps_figure(app))["layout"]
+    labels = [axis["title"]["text"] for name, axis in layout.items()
+              if name.startswith("xaxis") and axis["title"]["text"]]  # the difference row has none
+    assert len(labels) == 2 * 5 and all(("✓" in label) != ("✗" in label) for label in labels)  # right or wrong
     assert "Each column is one example the model learns from" in all_text(app)
     settle(app.button(key="saliency_randomise").click().run())
     verdicts = [element.value for element in list(app.success) + list(app.warning)]
