@@ -40,8 +40,8 @@ DEFAULT_TASKS, MIN_TASKS, MAX_TASKS = 200, 20, 2000
 SKETCH_WIDTH = 2048  # update vectors wider than this are sketched to this many columns
 PCA_COMPONENTS = 50  # what UMAP / t-SNE start from (scikit-learn's advice for t-SNE)
 BATCH_SIZE = 10  # tasks adapted, measured and sketched together
-# One vmap(grad) per step for a batch's tasks: 1.3-1.9x faster than task by task here, best at
-# about 10 tasks a batch (benchmarks/embed.py; a busy machine, so a range).
+# One vmap(grad) per step for a batch's tasks: 1.3-1.8x faster than task by task here, at
+# 10 or 25 tasks a batch (benchmarks/embed.py; a busy machine, so a range).
 VECTORISE = True
 NEIGHBOURS = 10  # k of the trustworthiness and neighbour measures
 
