@@ -278,29 +278,42 @@ def layers_report(checkpoint: Checkpoint, statistics: LayerStatistics, ablation:
 
 # --- plain words for what the numbers say ------------------------------------------------------
 
+
+def _score(row: AblationRow, metric: str) -> str:
+    return f"{100 * row.mean:.1f}%" if metric == "accuracy" else f"an error of {row.mean:.3g}"
+
+
 REUSED_CKA = 0.9  # the ANIL paper's reading: above this, a layer's representation barely changed
+
+
+def _listed(layers: Sequence[str], verb_singular: str, verb_plural: str) -> str:
+    return f"{', '.join(layers)} {verb_singular if len(layers) == 1 else verb_plural}"
 
 
 def layer_roles_text(statistics: LayerStatistics) -> str:
     """One or two sentences on where adaptation happens, for readers who never met CKA."""
     cka = np.nanmean(statistics.cka, axis=0)
-    body = [i for i, layer in enumerate(statistics.layers) if layer != "head"]
-    if not body:
-        return "This model has no body layers to compare with its head."
+    frozen = [i for i in range(len(statistics.layers)) if not statistics.absolute[:, i].any()]
+    body = [i for i, layer in enumerate(statistics.layers) if layer != "head" and i not in frozen]
     head = statistics.layers.index("head") if "head" in statistics.layers else None
+    head_text = f" The head's outputs change much more (similarity {cka[head]:.2f})." if head is not None else ""
+    frozen_text = (_listed([statistics.layers[i] for i in frozen], "does", "do") + " not adapt at all here "
+                   "(frozen), so they keep their meta-trained weights. ") if frozen else ""
+    if not body:
+        return frozen_text + "Only the head learns the task." if frozen else \
+            "This model has no body layers to compare with its head."
     stable = [statistics.layers[i] for i in body if cka[i] >= REUSED_CKA]
     changed = [statistics.layers[i] for i in body if cka[i] < REUSED_CKA]
-    head_text = f" The head's outputs change much more (similarity {cka[head]:.2f})." if head is not None else ""
     if not changed:
-        return ("The body barely changes while adapting: every hidden layer's view of the new images stays "
-                f"at least {REUSED_CKA:.0%} similar to before. This model re-uses the features it learned "
-                f"during meta-training; the head learns the task.{head_text}")
+        return (frozen_text + "The body barely changes while adapting: every adapting hidden layer's view of the "
+                f"new images stays at least {REUSED_CKA:.0%} similar to before. This model re-uses the features it "
+                f"learned during meta-training; the head learns the task.{head_text}")
     if not stable:
-        return ("Every layer changes its view of the new images while adapting (similarity below "
+        return (frozen_text + "Every adapting layer changes its view of the new images (similarity below "
                 f"{REUSED_CKA:.0%} everywhere): this model learns the task throughout, not only in its head.")
-    return (f"{', '.join(stable)} barely change (similarity at least {REUSED_CKA:.0%}); "
-            f"{', '.join(changed)} change more. The layers that change are where this model learns the task."
-            + head_text)
+    return (frozen_text + _listed(stable, "barely changes", "barely change")
+            + f" (similarity at least {REUSED_CKA:.0%}); " + _listed(changed, "changes", "change")
+            + " more. The layers that change are where this model learns the task." + head_text)
 
 
 def task_update_text(norms: UpdateNorms) -> str:
@@ -325,12 +338,17 @@ def task_update_text(norms: UpdateNorms) -> str:
     return words
 
 
-def ablation_text(rows: Sequence[AblationRow], metric: str) -> str:
-    """Head-only against all layers, next to the ANIL paper's finding."""
+def ablation_text(rows: Sequence[AblationRow], metric: str, trained_layers: Sequence[str] | None = None) -> str:
+    """Head-only against all layers, next to the ANIL paper's finding. `trained_layers`: the
+    layers that adapted in meta-training (None: all), since a row off that setting means less."""
     by_label = {row.label: row for row in rows}
     full, head = by_label.get("all layers"), by_label.get("head only (body frozen)")
     if full is None or head is None:
         return ""
+    if trained_layers is not None and tuple(trained_layers) == ("head",):
+        return (f"This model was meta-trained with only its head adapting (ANIL), so 'head only' is its own setting: "
+                f"{_score(head, metric)}. Adapting every layer, which it never did in training, gives "
+                f"{_score(full, metric)}.")
     if metric != "accuracy":
         return (f"Adapting only the head gives an error of {head.mean:.3g} on new points, against {full.mean:.3g} "
                 "when every layer adapts.")

@@ -86,7 +86,7 @@ st.plotly_chart(update_boxes(statistics), width="stretch", config={"displayModeB
 
 st.markdown("##### Which layers must adapt")
 metric = "mse" if checkpoint.is_regression else "accuracy"
-st.markdown(ablation_text(ablation, metric))
+st.markdown(ablation_text(ablation, metric, checkpoint.adapt_layers))
 st.plotly_chart(ablation_figure(ablation, metric, None if checkpoint.is_regression else 1 / checkpoint.ways),
                 width="stretch", config={"displayModeBar": False})
 st.dataframe(ablation_table(ablation, metric), hide_index=True, width="stretch")
