@@ -44,6 +44,7 @@ benchmarks: $(TEST_STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/explain.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/load.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/embed.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/layers.py checkpoints/omniglot-5w1s-maml.safetensors
 
 clean-venv:
 	rm -rf $(VENV)
