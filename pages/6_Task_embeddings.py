@@ -1,4 +1,6 @@
 """Hundreds of tasks at once: a map of how adapting to each one moves the model, with click-through."""
+import hashlib
+
 import streamlit as st
 
 from metaviz import services
@@ -15,7 +17,6 @@ from pages._upload import SAMPLED, SOURCE_KEY
 ensure_app()
 
 ADAPTATION_PAGE = "pages/3_Adaptation.py"
-CHART_KEY = "embedding_chart"
 
 checkpoint = require_checkpoint()
 settings = task_settings(checkpoint)
@@ -122,13 +123,18 @@ seeds = embedding.metadata["seed"]
 groups = embedding.metadata.get("groups")
 current = [row for row in range(len(embedding)) if seeds[row] == settings.seed and not settings.classes
            and (groups is None or tuple(groups[row]) == tuple(settings.groups))]
+# A map of other tasks (other settings) starts with nothing selected: a row of the old map
+# would name another task, or none. Colour and search keep the selection.
+identity = repr((checkpoint.content_hash, tasks, adaptation, method, random_state, method_settings))
+chart_key = f"embedding_chart_{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 event = st.plotly_chart(embedding_scatter(embedding, colour_by, current[0] if current else None, matches),
-                        width="stretch", on_select="rerun", selection_mode="points", key=CHART_KEY,
+                        width="stretch", on_select="rerun", selection_mode="points", key=chart_key,
                         config={"displaylogo": False})
 st.caption("The axes have no units: only which tasks sit near which others means something. "
            + ("The red ring marks the current task (the one on the Task page)." if current else ""))
 
-chosen = [point["customdata"][0] for point in event.selection.points if point.get("customdata")]
+chosen = [point["customdata"][0] for point in event.selection.points
+          if point.get("customdata") and point["customdata"][0] < len(embedding)]
 if not chosen:
     st.info("Click a point to see that task here and open it on the Adaptation page.", icon=":material/touch_app:")
     st.stop()

@@ -53,9 +53,10 @@ def click_a_point(page, index: int) -> int:
     return int(row)
 
 
-def open_clicked_task(page, index: int) -> int:
-    """Clicks a point, checks the task it shows, opens it; returns its task number (first = 0)."""
-    seed = click_a_point(page, index)
+def open_clicked_task(page, index: int, first: int = 0) -> int:
+    """Clicks a point, checks the task it shows, opens it; returns its task number (the map's
+    tasks are numbered from `first`)."""
+    seed = first + click_a_point(page, index)
     button = page.get_by_role("button", name="Open this task on the Adaptation page")
     button.wait_for()  # the rerun the selection asked for has drawn the chosen task
     idle(page)
@@ -101,6 +102,17 @@ def test_omniglot_one_alphabet_task_opens_with_its_alphabet(server_url, page):
 def test_sine_waves_map_and_click_through(server_url, page):
     open_map(page, server_url, "sinusoid-maml")
     assert re.search(r"Neighbours agree on amplitude\s*0\.\d\d", body_text(page))
-    seed = open_clicked_task(page, 4)
+    row = click_a_point(page, 9)
+    settled(page, "Open this task on the Adaptation page")
+    assert page.get_by_role("heading", name=f"Task number {row}", exact=True).is_visible()
+
+    # Other tasks on the map: the old selection would name another task, so it is dropped.
+    first = page.get_by_role("spinbutton", name="First task number")
+    first.fill("1000")
+    first.press("Enter")
+    settled(page, "Tasks number 1000 to 1199")
+    page.get_by_text("Click a point to see that task here").wait_for()
+    page.wait_for_selector(".js-plotly-plot .scatterlayer .point")
+    seed = open_clicked_task(page, 4, first=1000)
     settled(page, f"Task number {seed}: 10 given points")
     assert_clean(page)
