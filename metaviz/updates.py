@@ -358,7 +358,7 @@ def ablation_text(rows: Sequence[AblationRow], metric: str, trained_layers: Sequ
              f"({100 * full.mean:.1f}%). The ANIL paper found that freezing the whole body at test time costs "
              "MAML about one point or less on Omniglot: the body's features are re-used, not re-learned.")
     body = by_label.get("body only (head frozen)")
-    if body is not None and body.ci95 == 0 and len(set(body.per_task)) == 1:
+    if body is not None and len(body.per_task) and np.ptp(body.per_task) == 0:
         words += (f" With the head frozen every task scores exactly {100 * body.mean:.0f}%: without adapting its "
                   "head the model cannot tell this task's classes apart (which class is which changes from task to "
                   "task, so the meta-trained head knows none of them).")
