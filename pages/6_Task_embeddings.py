@@ -9,8 +9,8 @@ from metaviz.embed_figures import COLOUR_FIELDS, colour_fields, embedding_scatte
 from metaviz.figures import readable_class_name, task_grid
 from pages._embed import task_embedding
 from pages._shared import (
-    LIMITS, TaskSettings, ensure_app, remembered_number_input, require_checkpoint, sampled_task,
-    store_task_settings, task_settings,
+    LIMITS, TaskSettings, adaptation_settings, ensure_app, remembered_number_input, require_checkpoint,
+    sampled_task, store_task_settings, task_settings,
 )
 from pages._upload import SAMPLED, SOURCE_KEY
 
@@ -20,7 +20,6 @@ ADAPTATION_PAGE = "pages/3_Adaptation.py"
 
 checkpoint = require_checkpoint()
 settings = task_settings(checkpoint)
-key = services.short_hash(checkpoint.content_hash)
 regression = checkpoint.is_regression
 
 st.title("Task embeddings")
@@ -28,11 +27,9 @@ st.caption("Each point is one task. Adapting to a task moves the model's setting
            "the map puts tasks whose moves are alike close together. Colour the points by what you want to "
            "compare, hover for details, and click a point to look at that task.")
 
-# The adaptation the map shows is the Adaptation page's (kept per checkpoint), else the checkpoint's,
-# so a clicked task replays there exactly as it moved here.
-steps = int(st.session_state.get(f"steps_{key}", checkpoint.inner_steps))
-lr = float(st.session_state.get(f"lr_{key}", checkpoint.inner_lr))
-adapt_layers = tuple(st.session_state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
+# The adaptation the map shows is the Adaptation page's, so a clicked task replays there exactly
+# as it moved here.
+steps, lr, adapt_layers = adaptation_settings(checkpoint)
 
 if steps < 1:
     st.info("The Adaptation page is set to 0 steps: the model does not move, so every task would sit on "
