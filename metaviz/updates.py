@@ -357,6 +357,9 @@ def ablation_text(rows: Sequence[AblationRow], metric: str, trained_layers: Sequ
     words = (f"Adapting only the head scores {100 * head.mean:.1f}%, {change} adapting every layer "
              f"({100 * full.mean:.1f}%). The ANIL paper found that freezing the whole body at test time costs "
              "MAML about one point or less on Omniglot: the body's features are re-used, not re-learned.")
+    if difference > 2:
+        words += (" A head that adapts alone may just need more steps than the whole model: try more steps on the "
+                  "Adaptation page and measure again.")
     body = by_label.get("body only (head frozen)")
     if body is not None and len(body.per_task) and np.ptp(body.per_task) == 0:
         words += (f" With the head frozen every task scores exactly {100 * body.mean:.0f}%: without adapting its "

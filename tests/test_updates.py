@@ -209,7 +209,7 @@ def test_ablation_in_words():
             AblationRow("body only (head frozen)", ("conv1",), 0.2, 0.0, np.full(4, 0.2))]
     words = ablation_text(rows, "accuracy")
     assert "Adapting only the head scores 94.0%, 1.0 points below adapting every layer (95.0%)" in words
-    assert "every task scores exactly 20%" in words
+    assert "every task scores exactly 20%" in words and "need more steps" not in words
     rows[2] = AblationRow("body only (head frozen)", ("conv1",), 0.3, 0.05, np.array([0.2, 0.4, 0.2, 0.4]))
     assert "exactly" not in ablation_text(rows, "accuracy")
     anil = ablation_text(rows, "accuracy", trained_layers=("head",))
