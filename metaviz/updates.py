@@ -122,7 +122,7 @@ class LayerStatistics:
     seed: int
     steps: int
     lr: float
-    queries: int
+    queries: int  # query examples per task, all classes together
 
 
 def _mean_pairwise_cosine(updates: torch.Tensor) -> float:
@@ -191,7 +191,7 @@ def layer_statistics(checkpoint: Checkpoint, tasks: int = 100, seed: int = 0, st
 
 def ablation_settings(layers: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
     """(label, layers that adapt) for: all layers, head only, body only, and the body frozen
-    from the input up, one layer more each time (as in the ANIL paper's Table 2)."""
+    from the input up, one layer more each time (as in the ANIL paper's layer-freezing experiment)."""
     body = [layer for layer in layers if layer != "head"]
     settings = [("all layers", tuple(layers))]
     if "head" in layers and body:
