@@ -37,6 +37,7 @@ PAGES = [
     ("Task", "task", "Classes in this task"),
     ("Adaptation", "adaptation", "New images recognised before adapting"),
     ("Saliency", "saliency", "Does removing the pixels it points at change the answer?"),
+    ("Layers", "layers-visit", "moved most"),  # Task embeddings computes a map on arrival: its own tests visit it
 ]
 
 
