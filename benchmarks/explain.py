@@ -19,6 +19,7 @@ import torch
 
 from metaviz.adaptation import adapt
 from metaviz.checkpoints import load_checkpoint
+from metaviz.data import DataNotFoundError
 from metaviz.explain import METHODS, attribute
 from metaviz.tasks import sample_task
 from metaviz.trust import randomisation_test
@@ -85,10 +86,12 @@ def main() -> None:
     for dataset in args.datasets:
         try:
             tables[dataset] = rows_for(CHECKPOINTS[dataset], dataset, args.repeats, notes)
-        except (FileNotFoundError, OSError) as error:
+        except (OSError, DataNotFoundError) as error:  # Omniglot without its data: the rest still runs
             print(f"{dataset}: left out ({error})", file=sys.stderr)
-    names = [name for name, _ in next(iter(tables.values()), [])]
-    width = max(map(len, names), default=4)
+    if not tables:
+        raise SystemExit("nothing measured: no checkpoint could be run (see above)")
+    names = [name for name, _ in next(iter(tables.values()))]
+    width = max(map(len, names))
     print(f"median seconds, step = the checkpoint's last inner step, {torch.get_num_threads()} thread(s)\n")
     print(f"| {'what':{width}} | " + " | ".join(tables) + " |")
     print(f"| {'-' * width} | " + " | ".join("-" * len(dataset) + ":" for dataset in tables) + " |")
