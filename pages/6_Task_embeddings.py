@@ -9,8 +9,8 @@ from metaviz.embed_figures import COLOUR_FIELDS, colour_fields, embedding_scatte
 from metaviz.figures import readable_class_name, task_grid
 from pages._embed import task_embedding
 from pages._shared import (
-    LIMITS, TaskSettings, adaptation_settings, ensure_app, remembered_number_input, require_checkpoint,
-    sampled_task, store_task_settings, task_settings,
+    LIMITS, TaskSettings, adaptation_settings, ensure_app, meta_test_classes, remembered_number_input,
+    require_checkpoint, sampled_task, store_task_settings, task_settings,
 )
 from pages._upload import SAMPLED, SOURCE_KEY
 
@@ -26,6 +26,9 @@ st.title("Task embeddings")
 st.caption("Each point is one task. Adapting to a task moves the model's settings (its parameters) a little; "
            "the map puts tasks whose moves are alike close together. Colour the points by what you want to "
            "compare, hover for details, and click a point to look at that task.")
+
+if not regression:
+    meta_test_classes(checkpoint)  # missing data: a plain message here, not an error inside the map's work
 
 # The adaptation the map shows is the Adaptation page's, so a clicked task replays there exactly
 # as it moved here.
