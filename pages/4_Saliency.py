@@ -7,7 +7,8 @@ from metaviz.trust import SIMILAR
 from metaviz.explain_figures import SIGNS, faithfulness_figure, randomisation_figure, saliency_grid
 from metaviz.figures import readable_class_name
 from pages._shared import (
-    current_task, ensure_app, require_checkpoint, run_adaptation, store_task_settings, task_key, task_settings,
+    adaptation_settings, current_task, ensure_app, require_checkpoint, run_adaptation, store_task_settings, task_key,
+    task_settings,
 )
 from pages._saliency import (
     IMAGE_SETS, attributions, completeness_words, faithfulness, images_of, method_settings, randomisation,
@@ -29,9 +30,7 @@ if checkpoint.is_regression:
 
 # The adaptation settings are the Adaptation page's (kept per checkpoint), else the checkpoint's.
 key = services.short_hash(checkpoint.content_hash)
-steps = int(st.session_state.get(f"steps_{key}", checkpoint.inner_steps))
-lr = float(st.session_state.get(f"lr_{key}", checkpoint.inner_lr))
-layers = tuple(st.session_state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
+steps, lr, layers = adaptation_settings(checkpoint)
 task = current_task(checkpoint, settings)
 run_adaptation(checkpoint, task, steps, lr, layers)  # adapts once (cached) and says so if adapting fails
 st.markdown(f"The model adapts with {services.plural(steps, 'step')} of size {lr:g} "
