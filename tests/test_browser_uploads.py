@@ -104,6 +104,8 @@ def test_markup_in_names_is_shown_as_text(server_url, page):
     settled(page, "Upload a zip file")
     drop_zip(page, "names.zip", make_zip({f"{name}/{index}.png": PNG for name in names for index in range(2)}))
     settled(page, "Your images, as the model sees them")
+    # The names show in the class list and in the preview figure, which plotly draws after the run.
+    page.get_by_text("<img src=x onerror=alert(1)>").first.wait_for()
     assert "<img src=x onerror=alert(1)>" in body_text(page)  # shown as typed...
     assert page.locator("[data-testid='stMain'] img[src='x']").count() == 0  # ...never as an element
     assert page.locator("a[href^='javascript']").count() == 0
