@@ -229,7 +229,9 @@ def test_the_main_path_sample_upload_adapt(server_url, page):
     page.wait_for_function("([selector, old]) => document.querySelector(selector).value !== old",
                            arg=["input[aria-label='Task number (seed)']", first])
     idle(page)
-    assert f"seed={seed.input_value()}" in page.url  # the link follows the task
+    # The link follows the task (the URL changes a moment after the number: wait, or fail after the timeout).
+    page.wait_for_function("seed => window.location.search.includes('seed=' + seed)", arg=seed.input_value())
+    assert f"seed={seed.input_value()}" in page.url
     page.wait_for_selector(".js-plotly-plot .main-svg")
     assert_clean(page)
     screenshot(page, "task")
