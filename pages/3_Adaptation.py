@@ -5,16 +5,13 @@ from metaviz import services
 from metaviz.adaptation import prediction_changes
 from metaviz.figures import adaptation_curves, flipped_predictions, query_predictions
 from pages._shared import (
-    TASK_PAGE, current_task, ensure_app, remembered_number_input, require_checkpoint, run_adaptation,
-    store_task_settings, task_settings,
+    TASK_PAGE, current_task, ensure_app, remembered_number_input, run_adaptation, task_page,
 )
 from pages._upload import using_upload
 
 ensure_app()
 
-checkpoint = require_checkpoint()
-settings = task_settings(checkpoint)
-store_task_settings(settings)  # the link re-creates the task here too
+checkpoint, settings = task_page()
 
 st.title("Adaptation")
 st.caption("The model takes a few small gradient steps on the task's labelled examples (the support set). "

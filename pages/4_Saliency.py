@@ -7,8 +7,7 @@ from metaviz.trust import SIMILAR
 from metaviz.explain_figures import SIGNS, faithfulness_figure, randomisation_figure, saliency_grid
 from metaviz.figures import readable_class_name
 from pages._shared import (
-    adaptation_settings, current_task, ensure_app, require_checkpoint, run_adaptation, store_task_settings, task_key,
-    task_settings,
+    adaptation_settings, current_task, ensure_app, run_adaptation, task_key, task_page,
 )
 from pages._saliency import (
     IMAGE_SETS, attributions, completeness_words, faithfulness, images_of, method_settings, randomisation,
@@ -17,9 +16,7 @@ from pages._saliency import (
 
 ensure_app()
 
-checkpoint = require_checkpoint()
-settings = task_settings(checkpoint)
-store_task_settings(settings)
+checkpoint, settings = task_page()
 
 st.title("Saliency")
 st.caption("Which pixels of each new image the model's answer rests on, how adapting to the task changed "

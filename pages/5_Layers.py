@@ -9,15 +9,12 @@ from metaviz.layer_figures import (
 from metaviz.updates import ablation_text, layer_roles_text, task_update_text, update_norms
 from pages._layers import identity, measure, measured
 from pages._shared import (
-    adaptation_settings, current_task, ensure_app, require_checkpoint, run_adaptation, store_task_settings,
-    task_settings,
+    adaptation_settings, current_task, ensure_app, run_adaptation, task_page,
 )
 
 ensure_app()
 
-checkpoint = require_checkpoint()
-settings = task_settings(checkpoint)
-store_task_settings(settings)
+checkpoint, settings = task_page()
 
 st.title("Layers")
 st.caption("Which parts of the model change when it adapts to a new task. Meta-learning research asks whether "

@@ -170,6 +170,15 @@ def task_settings(checkpoint: Checkpoint) -> TaskSettings:
                         groups=tuple(stored["groups"]), classes=tuple(stored["classes"]))
 
 
+def task_page() -> tuple[Checkpoint, TaskSettings]:
+    """How a page about the current task starts (after ensure_app): the selected checkpoint (or
+    a pointer to get one), and this session's task settings, mirrored in the page link."""
+    checkpoint = require_checkpoint()
+    settings = task_settings(checkpoint)
+    store_task_settings(settings)  # the link re-creates the task on every page
+    return checkpoint, settings
+
+
 def store_task_settings(settings: TaskSettings) -> None:
     """Keeps the settings for other pages and mirrors them in the page link, so a link re-creates the task."""
     stored = asdict(settings)
