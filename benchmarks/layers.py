@@ -60,7 +60,8 @@ def main() -> None:
     tasks = list(meta_test_tasks(checkpoint, args.tasks))  # loads the data: not part of the timings
     layer_statistics(checkpoint, tasks=2)  # warm-up (allocator, first-call dispatch)
 
-    statistics_seconds, statistics = timed(layer_statistics, checkpoint, tasks=args.tasks, adapt_layers=checkpoint.layers)
+    statistics_seconds, statistics = timed(layer_statistics, checkpoint, tasks=args.tasks,
+                                           adapt_layers=checkpoint.layers)
     plain_statistics_seconds, (cka, accuracy) = timed(plain_statistics, checkpoint, tasks)
     ablation_seconds, rows = timed(freeze_ablation, checkpoint, tasks=args.tasks)
     plain_ablation_seconds, plain_rows = timed(plain_ablation, checkpoint, tasks)

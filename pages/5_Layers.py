@@ -3,6 +3,7 @@ new images changes, and which layers must adapt at all."""
 import streamlit as st
 
 from metaviz import services
+from metaviz.data import DataError, DataNotFoundError
 from metaviz.layer_figures import (
     ablation_figure, ablation_table, cka_bars, unit_heatmap, update_bars, update_boxes, update_heatmap,
 )
@@ -59,7 +60,11 @@ wanted = identity(checkpoint.path, checkpoint.content_hash, tasks, seed, steps, 
 results = measured(wanted)
 if results is None and columns[2].button(f"Measure on {tasks} tasks", type="primary", key="layers_measure"):
     bar = st.progress(0.0, text="Sampling tasks…")
-    results = measure(wanted, lambda fraction, text: bar.progress(fraction, text=text))
+    try:
+        results = measure(wanted, lambda fraction, text: bar.progress(fraction, text=text))
+    except (DataError, DataNotFoundError, ValueError) as error:  # an uploaded task, say, but no data of its own
+        st.error(f"The model cannot be measured on new tasks from its data: {services.markdown_text(error)}")
+        st.stop()
     bar.empty()
 if results is None:
     st.info(f"Press **Measure on {tasks} tasks** to adapt the model to {tasks} new tasks and compare its layers.",

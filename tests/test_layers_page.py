@@ -47,3 +47,23 @@ def test_layers_page_follows_the_adaptation_pages_layers(checkpoint_dir):  # noq
     text = all_text(app)
     assert "adapting: conv4, head" in text
     assert "conv1, conv2, conv3 did not adapt (frozen)" in text
+
+
+def test_an_uploaded_task_without_the_models_data_measures_with_a_plain_message(checkpoint_dir, tmp_path,  # noqa: F811
+                                                                              monkeypatch):
+    """The current (uploaded) task needs no data; many tasks need the model's own: a plain error."""
+    import metaviz.data
+    from tests.test_app import FIVE, upload, upload_zip
+
+    write_checkpoint(checkpoint_dir, name="omniglot-test", dataset="omniglot")
+    monkeypatch.setenv("METAVIZ_DATA_DIR", str(tmp_path / "no-data-here"))
+    monkeypatch.setattr(metaviz.data, "OMNIGLOT_URL", (tmp_path / "missing" / "{file}").as_uri())
+    app = upload(visit(start(), "pages/2_Task.py"), upload_zip(FIVE))
+    app = visit(app, PAGE)
+    assert "moved most" in all_text(app) and not app.error
+    app.slider(key="layers_tasks").set_value(10).run()
+    app.button(key="layers_measure").click().run()
+    assert not app.exception
+    assert len(app.error) == 1
+    assert app.error[0].value.startswith("The model cannot be measured on new tasks from its data")
+    assert "METAVIZ\\_DATA\\_DIR" in app.error[0].value  # says where the data goes (markdown-escaped)
