@@ -10,40 +10,15 @@ Stored results are never mutated.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from pages._shared import load_checkpoint, session_token
+from pages._shared import load_checkpoint, remembered, session_token
 
 if TYPE_CHECKING:
     from metaviz.embed import Embedding, TaskUpdates
-
-STORE_SIZE = 12  # results kept: a few settings of a few checkpoints
-
-
-@st.cache_resource
-def _store() -> tuple[OrderedDict, threading.Lock]:
-    return OrderedDict(), threading.Lock()
-
-
-def remembered(key: tuple, compute: Callable[[], object]):
-    """The stored result for `key`, else `compute()`'s (kept; the least recently used goes)."""
-    store, lock = _store()
-    with lock:
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-    value = compute()  # outside the lock: one session's long computation never blocks another's page
-    with lock:
-        store[key] = value
-        while len(store) > STORE_SIZE:
-            store.popitem(last=False)
-    return value
-
 
 def _with_progress(compute: Callable):
     bar = st.progress(0.0, text="Adapting the model to each task…")

@@ -1,33 +1,28 @@
 """Computations over many tasks for pages/5_Layers.py (not a page itself).
 
 They take seconds, so they run when the user asks, behind a progress bar, and their results
-are kept for all sessions by identity (checkpoint path and content hash, number of tasks,
-seed, adaptation settings). Not st.cache_data: the progress bar is made outside the cached
-work, which st.cache_data could not replay on a cache hit.
+are kept for all sessions (pages._shared.remembered) by identity: checkpoint path and content
+hash, number of tasks, seed, adaptation settings.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import streamlit as st
-
-from pages._shared import load_checkpoint, session_token
+from pages._shared import kept, load_checkpoint, remembered, session_token
 
 if TYPE_CHECKING:
     from metaviz.updates import AblationRow, LayerStatistics
 
-MAX_KEPT = 16  # results kept for all sessions, oldest dropped first
 
-
-@st.cache_resource
-def _results() -> dict:
-    return {}
+def identity(path: str, content_hash: str, tasks: int, seed: int, steps: int, lr: float,
+             layers: tuple[str, ...]) -> tuple:
+    return "layers", path, content_hash, int(tasks), int(seed), int(steps), float(lr), tuple(layers)
 
 
 def measured(identity: tuple) -> tuple[LayerStatistics, list[AblationRow]] | None:
     """The statistics and ablation already measured for this identity, if any."""
-    return _results().get(identity)
+    return kept(identity)
 
 
 def measure(identity: tuple, progress: Callable[[float, str], None]) -> tuple[LayerStatistics, list[AblationRow]]:
@@ -35,13 +30,13 @@ def measure(identity: tuple, progress: Callable[[float, str], None]) -> tuple[La
     from metaviz.one_run import LONG_COMPUTATIONS
 
     with LONG_COMPUTATIONS.hold(session_token()):  # a double click waits for the first run's end
-        return measured(identity) or _measure(identity, progress)
+        return remembered(identity, lambda: _measure(identity, progress))
 
 
 def _measure(identity: tuple, progress: Callable[[float, str], None]) -> tuple[LayerStatistics, list[AblationRow]]:
     from metaviz.updates import freeze_ablation, layer_statistics
 
-    path, content_hash, tasks, seed, steps, lr, layers = identity
+    _, path, content_hash, tasks, seed, steps, lr, layers = identity
     checkpoint = load_checkpoint(path, content_hash)
     statistics = layer_statistics(
         checkpoint, tasks=tasks, seed=seed, steps=steps, lr=lr, adapt_layers=layers,
@@ -50,13 +45,4 @@ def _measure(identity: tuple, progress: Callable[[float, str], None]) -> tuple[L
         checkpoint, tasks=tasks, seed=seed, steps=steps, lr=lr,
         progress=lambda done, total: progress(0.4 + 0.6 * done / total,
                                               f"Task {done} of {total}: adapting with some layers frozen"))
-    results = _results()
-    while len(results) >= MAX_KEPT:
-        results.pop(next(iter(results)))
-    results[identity] = (statistics, ablation)
     return statistics, ablation
-
-
-def identity(path: str, content_hash: str, tasks: int, seed: int, steps: int, lr: float,
-             layers: tuple[str, ...]) -> tuple:
-    return path, content_hash, int(tasks), int(seed), int(steps), float(lr), tuple(layers)

@@ -11,7 +11,8 @@ import json
 import os
 import runpy
 import threading
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -314,3 +315,38 @@ def adaptation_settings(checkpoint: Checkpoint) -> tuple[int, float, tuple[str, 
     lr = float(st.session_state.get(f"lr_{key}", checkpoint.inner_lr))
     layers = tuple(st.session_state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
     return steps, lr, layers
+
+
+# --- results of long computations, kept for every session ------------------------------------
+
+STORE_SIZE = 12  # results kept: a few settings of a few checkpoints
+
+
+@st.cache_resource
+def _store() -> tuple[OrderedDict, threading.Lock]:
+    """Not st.cache_data: the long computations drive a progress bar made outside them, which
+    st.cache_data could not replay on a cache hit."""
+    return OrderedDict(), threading.Lock()
+
+
+def kept(key: tuple):
+    """The stored result for `key` (plain identifiers), or None."""
+    store, lock = _store()
+    with lock:
+        if key in store:
+            store.move_to_end(key)
+        return store.get(key)
+
+
+def remembered(key: tuple, compute: Callable[[], object]):
+    """The stored result for `key`, else `compute()`'s (kept; the least recently used goes)."""
+    found = kept(key)
+    if found is not None:
+        return found
+    value = compute()  # outside the lock: one session's long computation never blocks another's page
+    store, lock = _store()
+    with lock:
+        store[key] = value
+        while len(store) > STORE_SIZE:
+            store.popitem(last=False)
+    return value
