@@ -15,7 +15,7 @@ import streamlit as st
 
 from metaviz import services
 from metaviz.explain import FAINT_CHANGE as CLEAR_CHANGE, KNOBS, METHODS
-from pages._shared import adaptation_trace, load_checkpoint
+from pages._shared import adaptation_trace, load_checkpoint, remembered
 
 if TYPE_CHECKING:
     from metaviz.explain import Attribution
@@ -87,16 +87,6 @@ def faithfulness(path: str, content_hash: str, task_id: str, steps: int, lr: flo
     return deletion_insertion_curves(network, images_of(_task, images), maps.targets, maps.values)
 
 
-MAX_RANDOMISATIONS = 16  # results kept for all sessions, oldest dropped first
-
-
-@st.cache_resource
-def _randomisation_results() -> dict:
-    """Randomisation results by identity, shared by all sessions. Not st.cache_data: the test
-    drives a progress bar made outside it, which st.cache_data cannot replay on a cache hit."""
-    return {}
-
-
 def randomisation(path: str, content_hash: str, task_id: str, steps: int, lr: float, layers: tuple[str, ...],
                   method: str, settings: tuple, images: str, step: int, targets: tuple[int, ...], task: Task,
                   progress: Callable[[int, int], None] | None = None) -> RandomisationResult:
@@ -106,16 +96,15 @@ def randomisation(path: str, content_hash: str, task_id: str, steps: int, lr: fl
 
     identity = (path, content_hash, task_id, steps, lr, layers, method, settings, images, step,
                 tuple(int(t) for t in targets))
-    results = _randomisation_results()
-    if identity not in results:
+
+    def compute() -> RandomisationResult:
         checkpoint, trace = _inputs(path, content_hash, task_id, steps, lr, layers, task)
-        result = randomisation_test(checkpoint, trace, step, method, images_of(task, images), list(identity[-1]),
-                                    progress=progress, **dict(settings))
-        while len(results) >= MAX_RANDOMISATIONS:
-            results.pop(next(iter(results)))
-        results[identity] = result
+        return randomisation_test(checkpoint, trace, step, method, images_of(task, images), list(identity[-1]),
+                                  progress=progress, **dict(settings))
+
+    result = remembered(("randomisation", *identity), compute)  # kept for every session
     st.session_state.setdefault(RANDOMISED_KEY, set()).add(identity)
-    return results[identity]
+    return result
 
 
 def randomisation_done(path: str, content_hash: str, task_id: str, steps: int, lr: float, layers: tuple[str, ...],
