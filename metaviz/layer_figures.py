@@ -47,6 +47,8 @@ def tensor_label(name: str) -> str:
     layer = layer_of(name)
     parts = name.split(".")
     role = ".".join(parts[-2:]) if parts[-2] in ("conv", "norm") else parts[-1]
+    if parts[0] == "norms":  # an MLP's normalisation of layer i: norms.i.weight
+        role = "norm." + parts[-1]
     return f"{layer} {TENSOR_ROLES.get(role, role)}"
 
 

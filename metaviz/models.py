@@ -31,16 +31,25 @@ class ConvNetConfig:
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """Fully connected ReLU net; (40, 40) with 1 input is the MAML paper's sinusoid model."""
+    """Fully connected ReLU net; (40, 40) with 1 input is the MAML paper's sinusoid model.
+
+    The MAML paper's Omniglot MLP is (256, 128, 64, 64) on the flattened 28x28 image, with
+    batch norm after every hidden layer; here "layer" normalises each image's hidden units on
+    their own (per-image, as the conv net does), so a prediction never depends on the batch.
+    """
 
     out_features: int = 1
     in_features: int = 1
     hidden_sizes: tuple[int, ...] = (40, 40)
+    norm: str = "none"  # "layer": per-image normalisation after every hidden layer (image MLPs)
     kind: str = field(default="mlp", init=False)
 
 
+OMNIGLOT_MLP_SIZES = (256, 128, 64, 64)  # Finn et al. 2017, sec. 5.2
+
+
 class LayerNorm2d(nn.Module):
-    """Holds the per-channel scale and shift of a per-image normalisation over (C, H, W)."""
+    """Holds the per-channel (conv) or per-unit (MLP) scale and shift of a per-image normalisation."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -107,19 +116,32 @@ class ConvNet(nn.Module):
 
 
 class MLP(nn.Module):
+    """Linear -> (per-image norm) -> ReLU per hidden layer, then a linear head. Parameter names
+    `layers.i.*` (the linear maps) and `norms.i.*` (their normalisation) both belong to fc{i+1}."""
+
     def __init__(self, config: MLPConfig):
         super().__init__()
+        if config.norm not in ("layer", "none"):
+            raise ValueError(f"unknown MLP norm {config.norm!r}; choose 'layer' or 'none'")
         sizes = [config.in_features, *config.hidden_sizes]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        if config.norm == "layer":
+            self.norms = nn.ModuleList(LayerNorm2d(size) for size in config.hidden_sizes)
         self.head = nn.Linear(sizes[-1], config.out_features)
+        self.norm = config.norm
+
+    def _hidden(self, index: int, params: dict, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x, params[f"layers.{index}.weight"], params[f"layers.{index}.bias"])
+        if self.norm == "layer":
+            x = F.layer_norm(x, x.shape[-1:], params[f"norms.{index}.weight"], params[f"norms.{index}.bias"], eps=1e-5)
+        return F.relu(x)
 
     def functional_layer_outputs(self, params: dict, buffers: dict, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every layer's output for `x` ('fc1'.. after ReLU, 'head' the outputs)."""
         outputs = {}
         x = x.flatten(1)
         for index in range(len(self.layers)):
-            x = outputs[f"fc{index + 1}"] = F.relu(F.linear(x, params[f"layers.{index}.weight"],
-                                                             params[f"layers.{index}.bias"]))
+            x = outputs[f"fc{index + 1}"] = self._hidden(index, params, x)
         outputs["head"] = F.linear(x, params["head.weight"], params["head.bias"])
         return outputs
 
@@ -127,7 +149,7 @@ class MLP(nn.Module):
         """The outputs for inputs `x`; with `start` = j, `x` is the output of hidden layer j."""
         x = x.flatten(1) if start == 0 else x
         for index in range(start, len(self.layers)):
-            x = F.relu(F.linear(x, params[f"layers.{index}.weight"], params[f"layers.{index}.bias"]))
+            x = self._hidden(index, params, x)
         return F.linear(x, params["head.weight"], params["head.bias"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,6 +185,7 @@ def build_model(config: dict | ConvNetConfig | MLPConfig) -> nn.Module:
 _LAYER_PATTERNS = (
     (re.compile(r"^blocks\.(\d+)\."), "conv{}"),
     (re.compile(r"^layers\.(\d+)\."), "fc{}"),
+    (re.compile(r"^norms\.(\d+)\."), "fc{}"),  # an MLP's per-image normalisation of that layer
 )
 
 

@@ -1,4 +1,4 @@
-"""Meta-training (MAML, first-order MAML, ANIL) and meta-test evaluation.
+"""Meta-training (MAML, first-order MAML, ANIL, Reptile) and meta-test evaluation.
 
 Resumable: every `save_every` iterations the full state (meta-parameters, Adam state,
 torch RNG state, iteration, history) is written atomically to `<run_dir>/state.safetensors`.
@@ -19,20 +19,23 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
+from metaviz import reptile
 from metaviz.adaptation import adapted_names, inner_loop, task_loss
 from metaviz.checkpoints import Checkpoint, atomic_write_bytes, save_checkpoint
 from metaviz.data import load_classes
-from metaviz.models import ConvNetConfig, MLPConfig, build_model, model_config_to_dict
+from metaviz.models import OMNIGLOT_MLP_SIZES, ConvNetConfig, MLPConfig, build_model, model_config_to_dict
 from metaviz.tasks import Task, TaskSampler, sample_sinusoid_task
 
-ALGORITHMS = ("maml", "fomaml", "anil")
+ALGORITHMS = ("maml", "fomaml", "anil", "reptile")
+MODELS = ("conv", "mlp")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Defaults: the MAML paper's Omniglot 5-way 1-shot settings (Finn et al. 2017, sec. 5.2)."""
 
-    algorithm: str = "maml"  # maml (second order) | fomaml (first order) | anil (head adapts only)
+    # maml (second order) | fomaml (first order) | anil (head adapts only) | reptile (metaviz.reptile)
+    algorithm: str = "maml"
     dataset: str = "omniglot"  # omniglot | digits | sinusoid
     ways: int = 5
     shots: int = 1
@@ -45,6 +48,12 @@ class TrainConfig:
     iterations: int = 60_000
     seed: int = 0
     hidden: int = 64  # conv filters, or MLP width for sinusoid (40 in the paper)
+    model: str = "conv"  # image models: conv (4 blocks) | mlp (the MAML paper's 256-128-64-64); sinusoid: MLP
+    train_shots: int = 0  # support examples per class while meta-training; 0: `shots` (Reptile paper: 10)
+    # Reptile (Nichol et al. 2018): theta += eps * mean(phi - theta), eps linear from outer_lr to outer_lr_final
+    outer_lr: float = 1.0
+    outer_lr_final: float = 0.0
+    inner_batch: int = 0  # Reptile: examples per inner step (0: the whole support set; paper: 10)
     val_every: int = 500
     val_tasks: int = 100
     save_every: int = 100
@@ -56,24 +65,35 @@ class TrainConfig:
 
 
 def model_config_for(config: TrainConfig) -> dict:
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model {config.model!r}; choose one of {MODELS}")
     if config.dataset == "sinusoid":
         return model_config_to_dict(MLPConfig(out_features=1, in_features=1, hidden_sizes=(config.hidden,) * 2))
+    if config.model == "mlp":  # per-image normalisation where the paper has batch norm (see models.MLPConfig)
+        return model_config_to_dict(MLPConfig(out_features=config.ways, in_features=28 * 28,
+                                              hidden_sizes=OMNIGLOT_MLP_SIZES, norm="layer"))
     return model_config_to_dict(ConvNetConfig(out_features=config.ways, hidden=config.hidden))
+
+
+def same_settings(saved: dict, config: TrainConfig) -> bool:
+    """A saved run's settings against `config`; a setting added after the run was saved counts
+    as its default (what the run used), so older runs stay resumable."""
+    return {**dataclasses.asdict(TrainConfig()), **saved} == dataclasses.asdict(config)
 
 
 class TaskSource:
     """Tasks of one split for iteration-seeded generators; sinusoid needs no split."""
 
-    def __init__(self, config: TrainConfig, split: str, queries: int, progress=None):
-        self.config, self.queries = config, queries
+    def __init__(self, config: TrainConfig, split: str, queries: int, progress=None, shots: int | None = None):
+        self.config, self.queries, self.shots = config, queries, shots or config.shots
         self.sampler = None
         if config.dataset != "sinusoid":
             classes = load_classes(config.dataset, split, progress=progress)
-            self.sampler = TaskSampler(classes, config.ways, config.shots, queries)
+            self.sampler = TaskSampler(classes, config.ways, self.shots, queries)
 
     def sample(self, rng: np.random.Generator) -> Task:
         if self.sampler is None:
-            return sample_sinusoid_task(shots=self.config.shots, queries=self.queries,
+            return sample_sinusoid_task(shots=self.shots, queries=self.queries,
                                         seed=int(rng.integers(2**63)))
         return self.sampler.sample(rng)
 
@@ -212,13 +232,13 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     start = 0
     if resume and state_path.exists():
         start, saved_history, saved_config = _load_state(state_path, params, optimizer)
-        if saved_config != dataclasses.asdict(config):
+        if not same_settings(saved_config, config):
             raise ValueError(f"{state_path} was written with other settings: {saved_config}")
         history = History(**saved_history)
     elif state_path.exists() and not resume:
         raise FileExistsError(f"{state_path} exists: pass --resume to continue it, or choose another run folder")
 
-    train_source = TaskSource(config, "train", config.queries)
+    train_source = TaskSource(config, "train", config.queries, shots=config.train_shots or config.shots)
     val_source = TaskSource(config, "val", 10 if config.dataset == "sinusoid" else 15)
     adapt = adapted_names(params, config.adapt_layers)
     classification = config.dataset != "sinusoid"
@@ -239,18 +259,28 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     for iteration in range(start, end):
         rng = np.random.default_rng([config.seed, iteration])
         optimizer.zero_grad(set_to_none=True)
-        total_loss, total_correct = 0.0, 0.0
+        total_loss, total_correct, reptile_adapted = 0.0, 0.0, []
         for _ in range(config.meta_batch):
             task = _to(train_source.sample(rng), device)
-            adapted = inner_loop(model, params, {}, task.support_x, task.support_y, steps=config.train_steps,
-                                 lr=config.inner_lr, adapt=adapt, first_order=config.algorithm == "fomaml")[-1]
+            if config.algorithm == "reptile":  # phi from SGD steps; the query loss is only reported
+                adapted = reptile.adapt_to_task(model, params, task.support_x, task.support_y, steps=config.train_steps,
+                                                lr=config.inner_lr, adapt=adapt, batch=config.inner_batch, rng=rng)
+                reptile_adapted.append(adapted)
+            else:
+                adapted = inner_loop(model, params, {}, task.support_x, task.support_y, steps=config.train_steps,
+                                     lr=config.inner_lr, adapt=adapt, first_order=config.algorithm == "fomaml")[-1]
             outputs = model.functional_forward(adapted, {}, task.query_x)
             loss = task_loss(outputs, task.query_y) / config.meta_batch
-            loss.backward()
+            if loss.requires_grad:  # Reptile's needs no gradient
+                loss.backward()
             total_loss += loss.item()
             if classification:
                 total_correct += (outputs.argmax(-1) == task.query_y).float().mean().item() / config.meta_batch
-        optimizer.step()
+        if config.algorithm == "reptile":
+            epsilon = reptile.outer_step_size(iteration, config.iterations, config.outer_lr, config.outer_lr_final)
+            reptile.meta_update(params, reptile_adapted, epsilon)
+        else:
+            optimizer.step()
         window_loss.append(total_loss)
         window_accuracy.append(total_correct)
         done = iteration + 1

@@ -1,0 +1,159 @@
+"""Reptile (metaviz.reptile) and the MAML paper's MLP for images (`--model mlp`)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from metaviz import reptile
+from metaviz.adaptation import adapted_names
+from metaviz.checkpoints import load_checkpoint
+from metaviz.models import MLPConfig, build_model, layer_names
+from metaviz.training import TaskSource, TrainConfig, model_config_for, same_settings, train
+from tests.test_training import TINY, run_cli, saved_iteration
+
+
+def test_meta_update_is_the_step_size_times_the_mean_adapted_minus_initial_parameters():
+    torch.manual_seed(0)
+    model = build_model(MLPConfig(in_features=2, hidden_sizes=(8,), out_features=1))
+    theta = {name: value.detach().clone() for name, value in model.named_parameters()}
+    tasks = [(torch.randn(6, 2), torch.randn(6, 1)) for _ in range(3)]
+    steps, lr, step_size = 4, 0.05, 0.7
+
+    def reference_phi(x, y):  # plain PyTorch: a copy of the model and torch.optim.SGD
+        copy = build_model(MLPConfig(in_features=2, hidden_sizes=(8,), out_features=1))
+        copy.load_state_dict(theta)
+        optimiser = torch.optim.SGD(copy.parameters(), lr=lr)
+        for _ in range(steps):
+            optimiser.zero_grad()
+            nn.functional.mse_loss(copy(x), y).backward()
+            optimiser.step()
+        return {name: value.detach() for name, value in copy.named_parameters()}
+
+    adapted = [reptile.adapt_to_task(model, theta, x, y, steps=steps, lr=lr, adapt=tuple(theta), batch=0,
+                                     rng=np.random.default_rng(0)) for x, y in tasks]
+    expected_phi = [reference_phi(x, y) for x, y in tasks]
+    for ours, reference in zip(adapted, expected_phi):
+        for name in theta:
+            torch.testing.assert_close(ours[name], reference[name], rtol=1e-5, atol=1e-6)
+    updated = {name: value.clone() for name, value in theta.items()}
+    reptile.meta_update(updated, adapted, step_size)
+    for name in theta:
+        mean_difference = torch.stack([phi[name] - theta[name] for phi in expected_phi]).mean(0)
+        torch.testing.assert_close(updated[name] - theta[name], step_size * mean_difference, rtol=1e-5, atol=1e-6)
+        assert (updated[name] != theta[name]).any(), name
+
+
+def test_outer_step_size_anneals_linearly():
+    assert reptile.outer_step_size(0, 100, 1.0, 0.0) == 1.0
+    assert reptile.outer_step_size(50, 100, 1.0, 0.0) == pytest.approx(0.5)
+    assert reptile.outer_step_size(75, 100, 1.0, 0.2) == pytest.approx(0.4)
+
+
+def test_inner_batches_use_every_example_before_repeating_one():
+    batches = reptile.inner_batches(50, 7, 10, np.random.default_rng(3))
+    assert [len(batch) for batch in batches] == [10] * 7
+    first_pass = np.concatenate(batches[:5])
+    assert sorted(first_pass.tolist()) == list(range(50))
+    assert all(len(set(batch.tolist())) == 10 for batch in batches)
+    assert all(np.array_equal(batch, np.arange(5)) for batch in reptile.inner_batches(5, 3, 0, np.random.default_rng()))
+
+
+REPTILE = dict(algorithm="reptile", dataset="digits", meta_batch=2, queries=2, train_shots=3, inner_batch=4,
+               train_steps=3, inner_lr=0.1, test_steps=5, val_every=4, val_tasks=2, save_every=1)
+
+
+def test_one_reptile_iteration_moves_theta_by_the_mean_task_update(tmp_path):
+    config = TrainConfig(**{**REPTILE, "iterations": 1, "outer_lr": 0.6})
+    torch.manual_seed(config.seed)
+    model = build_model(model_config_for(config))
+    theta = {name: value.detach().clone() for name, value in model.named_parameters()}
+    rng = np.random.default_rng([config.seed, 0])  # the generator train() uses for iteration 0
+    source = TaskSource(config, "train", config.queries, shots=config.train_shots)
+    adapted = []
+    for _ in range(config.meta_batch):
+        task = source.sample(rng)
+        assert len(task.support_x) == config.ways * config.train_shots
+        adapted.append(reptile.adapt_to_task(model, theta, task.support_x, task.support_y, steps=3, lr=0.1,
+                                             adapt=adapted_names(theta, None), batch=4, rng=rng))
+    checkpoint = train(config, tmp_path / "run", out=tmp_path / "r.safetensors", show_progress=False)
+    for name in theta:
+        mean_difference = torch.stack([phi[name] - theta[name] for phi in adapted]).mean(0)
+        torch.testing.assert_close(checkpoint.parameters[name], theta[name] + 0.6 * mean_difference)
+    loaded = load_checkpoint(tmp_path / "r.safetensors")
+    assert loaded.algorithm == "reptile" and loaded.adapt_layers is None
+    assert (loaded.inner_lr, loaded.inner_steps, loaded.shots) == (0.1, 5, 1)  # test-time adaptation: its inner settings
+    assert loaded.extra["train_config"]["outer_lr"] == 0.6
+
+
+def test_a_stopped_reptile_run_resumes_to_the_same_parameters(tmp_path):
+    config = TrainConfig(**{**REPTILE, "iterations": 4})
+    reference = train(config, tmp_path / "a", show_progress=False)
+    assert train(config, tmp_path / "b", stop_after=2, show_progress=False) is None
+    resumed = train(config, tmp_path / "b", resume=True, show_progress=False)
+    for name in reference.parameters:
+        assert torch.equal(reference.parameters[name], resumed.parameters[name]), name
+    assert reference.history["val_metric"] == resumed.history["val_metric"]
+
+
+@pytest.mark.slow
+def test_a_reptile_run_killed_with_sigkill_resumes_to_the_same_parameters(tmp_path):
+    flags = [*TINY, "--algorithm", "reptile", "--train-steps", "3", "--inner-batch", "3", "--train-shots", "2",
+             "--inner-lr", "0.1"]
+    reference = run_cli("train", *flags, "--run-dir", tmp_path / "a", "--out", tmp_path / "a.safetensors")
+    assert reference.returncode == 0, reference.stderr
+    run_dir, out = tmp_path / "b", tmp_path / "b.safetensors"
+    state = run_dir / "state.safetensors"
+    for kill_at in (7, 23):
+        process = subprocess.Popen([sys.executable, "-m", "metaviz", "train", *flags, "--run-dir", run_dir,
+                                    "--out", out, *(["--resume"] if state.exists() else [])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while saved_iteration(state) < kill_at and process.poll() is None:
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert kill_at <= saved_iteration(state) < 40
+    finished = run_cli("train", *flags, "--run-dir", run_dir, "--out", out, "--resume")
+    assert finished.returncode == 0, finished.stderr
+    a, b = load_checkpoint(tmp_path / "a.safetensors"), load_checkpoint(out)
+    assert all(torch.equal(a.parameters[name], b.parameters[name]) for name in a.parameters)
+
+
+def test_a_run_saved_before_a_setting_existed_still_resumes():
+    saved = {key: value for key, value in TrainConfig().__dict__.items()
+             if key not in ("model", "train_shots", "outer_lr", "outer_lr_final", "inner_batch")}
+    assert same_settings(saved, TrainConfig())
+    assert not same_settings(saved, TrainConfig(model="mlp"))
+    assert not same_settings({**saved, "meta_lr": 0.5}, TrainConfig())
+
+
+# --- the MAML paper's MLP for images --------------------------------------------------------
+
+def test_image_mlp_is_the_papers_256_128_64_64_net_with_per_image_normalisation():
+    config = model_config_for(TrainConfig(model="mlp", ways=5))
+    model = build_model(config)
+    assert config["hidden_sizes"] == [256, 128, 64, 64] and config["in_features"] == 28 * 28
+    assert layer_names(model) == ("fc1", "fc2", "fc3", "fc4", "head")
+    assert any(name.startswith("norms.") for name, _ in model.named_parameters())
+    images = torch.rand(6, 1, 28, 28)
+    with torch.no_grad():
+        alone = model(images[:1])
+        batch = model(images)
+    torch.testing.assert_close(batch[:1], alone)  # an image's answer does not depend on the batch
+    assert alone.shape == (1, 5)
+
+
+def test_train_cli_model_mlp_writes_an_mlp_checkpoint(tmp_path):
+    result = run_cli("train", *TINY[:-8], "--iterations", "2", "--val-every", "2", "--val-tasks", "2",
+                     "--model", "mlp", "--run-dir", tmp_path / "run", "--out", tmp_path / "m.safetensors")
+    assert result.returncode == 0, result.stderr
+    checkpoint = load_checkpoint(tmp_path / "m.safetensors")
+    assert checkpoint.model_config["kind"] == "mlp" and checkpoint.model_config["norm"] == "layer"
+    assert checkpoint.layers == ("fc1", "fc2", "fc3", "fc4", "head")
+    unknown = run_cli("train", *TINY, "--model", "resnet", "--run-dir", tmp_path / "x", "--out", tmp_path / "x.st")
+    assert unknown.returncode == 2 and "unknown model 'resnet'" in unknown.stderr and "Traceback" not in unknown.stderr
