@@ -1,4 +1,5 @@
-"""Meta-training (MAML, first-order MAML, ANIL, Reptile) and meta-test evaluation.
+"""Meta-training (MAML, first-order MAML, ANIL, Reptile), the joint pre-training baseline, and
+meta-test evaluation.
 
 Resumable: every `save_every` iterations the full state (meta-parameters, Adam state,
 torch RNG state, iteration, history) is written atomically to `<run_dir>/state.safetensors`.
@@ -26,7 +27,7 @@ from metaviz.data import load_classes
 from metaviz.models import OMNIGLOT_MLP_SIZES, ConvNetConfig, MLPConfig, build_model, model_config_to_dict
 from metaviz.tasks import Task, TaskSampler, sample_sinusoid_task
 
-ALGORITHMS = ("maml", "fomaml", "anil", "reptile")
+ALGORITHMS = ("maml", "fomaml", "anil", "joint", "reptile")
 MODELS = ("conv", "mlp")
 
 
@@ -34,7 +35,9 @@ MODELS = ("conv", "mlp")
 class TrainConfig:
     """Defaults: the MAML paper's Omniglot 5-way 1-shot settings (Finn et al. 2017, sec. 5.2)."""
 
-    # maml (second order) | fomaml (first order) | anil (head adapts only) | reptile (metaviz.reptile)
+    # maml (second order) | fomaml (first order) | anil (head adapts only) | joint: no inner
+    # loop, one model fitted to every task's points at once (the MAML paper's pre-training baseline)
+    # | reptile (Nichol et al. 2018, see metaviz.reptile)
     algorithm: str = "maml"
     dataset: str = "omniglot"  # omniglot | digits | sinusoid
     ways: int = 5
@@ -262,7 +265,11 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
         total_loss, total_correct, reptile_adapted = 0.0, 0.0, []
         for _ in range(config.meta_batch):
             task = _to(train_source.sample(rng), device)
-            if config.algorithm == "reptile":  # phi from SGD steps; the query loss is only reported
+            if config.algorithm == "joint":  # the baseline fits all of a task's points, without adapting
+                task = dataclasses.replace(task, query_x=torch.cat([task.support_x, task.query_x]),
+                                           query_y=torch.cat([task.support_y, task.query_y]))
+                adapted = params
+            elif config.algorithm == "reptile":  # phi from SGD steps; the query loss is only reported
                 adapted = reptile.adapt_to_task(model, params, task.support_x, task.support_y, steps=config.train_steps,
                                                 lr=config.inner_lr, adapt=adapt, batch=config.inner_batch, rng=rng)
                 reptile_adapted.append(adapted)
