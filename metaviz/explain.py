@@ -28,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 
 from metaviz.adaptation import AdaptationTrace
 from metaviz.checkpoints import Checkpoint
+from metaviz.explain_sampled import PATCH, kernel_shap, lime
 
 BLUR_SIGMA = 3.0  # pixels; wide enough on 28x28 strokes that no stroke shape survives
 # logits: a target score that moves less than this between baseline and image has little to
@@ -231,6 +232,11 @@ KNOBS: dict[str, Knob] = {
                    "find single pixels but miss evidence spread over a region.", low=2, high=10, step=1),
     "stride": Knob("Square moves by (pixels)", "1 tries every position; 2 is four times faster.", low=1, high=2,
                    step=1),
+    "n_samples": Knob("Copies per image", "How many copies, each with random pieces hidden, the model scores. More: "
+                      "a steadier map (see the agreement of two runs below), and it takes longer.",
+                      low=50, high=2000, step=50),
+    "patch": Knob("Piece size", "The image is cut into square pieces that are shown or hidden together.",
+                  choices={2: "2 × 2 pixels (196 pieces)", 4: "4 × 4 pixels (49 pieces)", 7: "7 × 7 pixels (16 pieces)"}),
 }
 
 METHODS: dict[str, AttributionMethod] = {method.name: method for method in (
@@ -258,6 +264,13 @@ METHODS: dict[str, AttributionMethod] = {method.name: method for method in (
     AttributionMethod("Occlusion", _occlusion, {"window": 4, "stride": 2},
                       summary="How much the score drops when a small black square covers each place.",
                       knobs=("window", "stride")),
+    AttributionMethod("LIME", lime, {"baseline": "black", "n_samples": 200, "patch": PATCH}, stochastic=True,
+                      summary="A simple model fitted to the scores of copies with random pieces hidden: "
+                              "what each piece adds.", knobs=("n_samples", "patch", "baseline")),
+    AttributionMethod("Kernel SHAP", kernel_shap, {"baseline": "black", "n_samples": 200, "patch": PATCH},
+                      stochastic=True, summary="Each piece's fair share of the score (Shapley value), estimated "
+                                               "from copies with random pieces hidden.",
+                      knobs=("n_samples", "patch", "baseline")),
 )}
 
 
@@ -303,7 +316,7 @@ def run_method(method: AttributionMethod, network: AdaptedNetwork, inputs: torch
     try:
         with warnings.catch_warnings(), torch.random.fork_rng():
             # captum announces every hook it sets on the ReLUs; the user needs none of that
-            warnings.filterwarnings("ignore", message=".*(hooks|required_grads).*")
+            warnings.filterwarnings("ignore", message=".*(hooks|required_grads|multiple inputs).*")
             torch.manual_seed(settings.get("seed", 0))  # stochastic methods: same call, same map
             np.random.seed(settings.get("seed", 0))
             return method.compute(network, inputs.requires_grad_(), targets, **arguments)

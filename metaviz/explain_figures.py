@@ -162,3 +162,38 @@ def faithfulness_figure(fractions: np.ndarray, deletion: np.ndarray, insertion: 
                       yaxis=dict(title="probability of the explained class", range=[0, 1.02]),
                       legend=dict(orientation="h", y=1.18))
     return fig
+
+
+def seed_agreement_figure(agreement: Sequence[float], threshold: float = 0.5) -> go.Figure:
+    """One bar per image: the rank correlation of its maps from two runs with different seeds."""
+    agreement = np.asarray(agreement, dtype=float)
+    images = [f"image {index + 1}" for index in range(len(agreement))]
+    fig = go.Figure(go.Bar(x=images, y=agreement, marker_color=[SUPPORT_COLOUR if value >= threshold else "#c8ccd2"
+                                                                for value in agreement],
+                           hovertemplate="%{x}: rank correlation %{y:.2f}<extra></extra>"))
+    fig.add_hline(y=threshold, line=dict(color="#7f7f7f", dash="dash"),
+                  annotation_text="below: the two runs rank the pieces differently", annotation_position="bottom left")
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), showlegend=False,
+                      yaxis=dict(range=[min(-0.2, float(agreement.min(initial=0.0))), 1.05],
+                                 title="agreement of two runs"), xaxis=dict(showticklabels=len(images) <= 30))
+    return fig
+
+
+def global_importance_figure(mean_image: np.ndarray, before: np.ndarray, after: np.ndarray, steps: int,
+                             outlier_perc: float = 2.0) -> go.Figure:
+    """Three maps over the images' mean: the mean strength share per pixel before adapting, after
+    `steps` steps, and after minus before (red: relied on more after adapting, blue: less)."""
+    change = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    shown = [normalise_map(np.asarray(before)[None], "absolute_value", outlier_perc)[0],
+             normalise_map(np.asarray(after)[None], "absolute_value", outlier_perc)[0],
+             normalise_map(change[None], "all", outlier_perc)[0]]
+    titles = ("Before adapting (step 0)", f"After step {steps}", "What adapting changed")
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.03, subplot_titles=titles)
+    ink = np.asarray(mean_image, dtype=float) / max(float(np.max(mean_image)), 1e-12)
+    for column, (title, values) in enumerate(zip(titles, shown), start=1):
+        fig.add_trace(go.Image(z=overlay(ink, values), name=title,
+                               hovertemplate=f"{title}<br>x %{{x}}, y %{{y}}<extra></extra>"), row=1, col=column)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, plot_bgcolor="white")
+    return fig

@@ -2,16 +2,19 @@
 import streamlit as st
 
 from metaviz import services
+from metaviz.data import DataError, DataNotFoundError
 from metaviz.explain import METHODS  # the registry alone: captum loads when a map is first computed
 from metaviz.trust import SIMILAR
-from metaviz.explain_figures import SIGNS, faithfulness_figure, randomisation_figure, saliency_grid
+from metaviz.explain_figures import (
+    SIGNS, faithfulness_figure, global_importance_figure, randomisation_figure, saliency_grid, seed_agreement_figure,
+)
 from metaviz.figures import readable_class_name
 from pages._shared import (
-    adaptation_settings, current_task, ensure_app, run_adaptation, task_key, task_page,
+    adaptation_settings, current_task, ensure_app, remembered_number_input, run_adaptation, task_key, task_page,
 )
 from pages._saliency import (
-    IMAGE_SETS, attributions, completeness_words, faithfulness, images_of, method_settings, randomisation,
-    randomisation_done,
+    IMAGE_SETS, IMAGE_SETS_SHORT, agreement_words, attributions, completeness_words, faithfulness, global_key, global_maps, images_of, method_settings,
+    randomisation, randomisation_done, second_run_agreement,
 )
 
 ensure_app()
@@ -113,3 +116,39 @@ st.caption("Pixels are blacked out (deletion) or revealed on a black page (inser
            f"Here the deletion area is {deletion:.2f} against {random_deletion:.2f} for a random order: "
            + ("the map points at pixels the answer rests on." if deletion < random_deletion - 0.005 else
               "the map does no better than chance at finding the pixels the answer rests on."))
+
+if METHODS[method].stochastic:
+    st.subheader("Would a second run draw the same map?")
+    agreement = second_run_agreement(*identity, step, target, task)
+    st.plotly_chart(seed_agreement_figure(agreement, SIMILAR), width="stretch", config={"displayModeBar": False})
+    st.caption(agreement_words(method, step, agreement))
+
+st.header("Where the model looks over many tasks")
+st.caption(f"{method} maps of the {IMAGE_SETS_SHORT[images]} of many new tasks from the "
+           "meta-test data, each explaining the image's true class, averaged: which places the model relies on in "
+           "general, before and after adapting. Each image counts equally (its map is taken as shares of its "
+           "own total strength).")
+columns = st.columns([2, 1], vertical_alignment="bottom")
+tasks = int(remembered_number_input(columns[0], "Number of tasks", "saliency_global_tasks", 10, min_value=1,
+                                    max_value=200, help="More tasks give a steadier average and take longer."))
+wanted = global_key(checkpoint.path, checkpoint.content_hash, steps, lr, layers, method, method_choices, images,
+                    tasks, settings.shots, settings.queries)
+overall = global_maps(wanted)
+if overall is None and columns[1].button(f"Measure on {tasks} tasks", type="primary", key="saliency_global"):
+    bar = st.progress(0.0, text="Adapting and explaining the first task…")
+    try:
+        overall = global_maps(wanted, lambda done, total: bar.progress(done / total, text=f"{done} of {total} tasks"))
+    except (DataError, DataNotFoundError, ValueError) as error:
+        st.error(f"The model cannot be measured on new tasks from its data: {services.markdown_text(error)}")
+        st.stop()
+    bar.empty()
+if overall is None:
+    st.info(f"Press **Measure on {tasks} tasks** to average the {method} maps of {tasks} new tasks.",
+            icon=":material/info:")
+else:
+    st.plotly_chart(global_importance_figure(overall.mean_image, overall.before, overall.after, overall.steps,
+                                             float(outlier_perc)), width="stretch", config={"displayModeBar": False})
+    st.caption(f"Average over {overall.images} images of {services.plural(overall.tasks, 'task')}, under the grey "
+               "of the average image (where the ink usually is). Darker red: a larger share of the maps' strength. "
+               "The last map is after minus before: red where the model relies more on a place after adapting, "
+               "blue where less.")

@@ -15,15 +15,17 @@ import streamlit as st
 
 from metaviz import services
 from metaviz.explain import FAINT_CHANGE as CLEAR_CHANGE, KNOBS, METHODS
-from pages._shared import adaptation_trace, load_checkpoint, remembered
+from pages._shared import adaptation_trace, kept, load_checkpoint, remembered, session_token
 
 if TYPE_CHECKING:
     from metaviz.explain import Attribution
+    from metaviz.global_importance import GlobalImportance
     from metaviz.trust import FaithfulnessCurves, RandomisationResult
     from metaviz.tasks import Task
 
 RANDOMISED_KEY = "saliency_randomised"  # the randomisation tests this session has run (their identities)
 IMAGE_SETS = {"query": "New images (the ones it must recognise)", "support": "Examples (the ones it learns from)"}
+IMAGE_SETS_SHORT = {"query": "new images", "support": "examples"}
 
 
 # --- method settings ------------------------------------------------------------------------
@@ -107,6 +109,38 @@ def randomisation(path: str, content_hash: str, task_id: str, steps: int, lr: fl
     return result
 
 
+def second_run_agreement(path: str, content_hash: str, task_id: str, steps: int, lr: float,
+                         layers: tuple[str, ...], method: str, settings: tuple, images: str, step: int,
+                         target: int | None, task: Task):
+    """Rank correlation, image by image, of the step's maps drawn with seed 0 (the ones shown)
+    and with seed 1: how much of a sampled map is sampling noise."""
+    from metaviz.explain_sampled import seed_agreement
+
+    first, second = (attributions(path, content_hash, task_id, steps, lr, layers, method, settings + seed, images,
+                                  step, target, task) for seed in ((), (("seed", 1),)))
+    return seed_agreement(first.values, second.values)
+
+
+def global_key(path: str, content_hash: str, steps: int, lr: float, layers: tuple[str, ...], method: str,
+               settings: tuple, images: str, tasks: int, shots: int, queries: int) -> tuple:
+    return ("global importance", path, content_hash, steps, lr, layers, method, settings, images, tasks, shots, queries)
+
+
+def global_maps(key: tuple, progress: Callable[[int, int], None] | None = None) -> GlobalImportance | None:
+    """Global importance for `key` (see global_key): the kept result, else (with `progress`)
+    computed once and kept for every session; None when not computed and no `progress` given."""
+    from metaviz.global_importance import global_importance
+    from metaviz.one_run import LONG_COMPUTATIONS
+
+    if progress is None:
+        return kept(key)
+    _, path, content_hash, steps, lr, layers, method, settings, images, tasks, shots, queries = key
+    with LONG_COMPUTATIONS.hold(session_token()):  # a double click waits for the first run's end
+        return remembered(key, lambda: global_importance(
+            load_checkpoint(path, content_hash), method, tasks=tasks, steps=steps, lr=lr, adapt_layers=layers,
+            shots=shots, queries=queries, images=images, progress=progress, **dict(settings)))
+
+
 def randomisation_done(path: str, content_hash: str, task_id: str, steps: int, lr: float, layers: tuple[str, ...],
                        method: str, settings: tuple, images: str, step: int, targets) -> bool:
     identity = (path, content_hash, task_id, steps, lr, layers, method, settings, images, step,
@@ -140,3 +174,18 @@ def completeness_words(method: str, attribution: Attribution, step: int) -> str:
         words += (f" Where the score clearly changes, the worst misses by {errors[clear].max():.0f}%: read those "
                   "maps as rough sketches, not exact shares.")
     return words
+
+
+def agreement_words(method: str, step: int, agreement) -> str:
+    """What two runs of a sampling method with different seeds say about its map, in words."""
+    import numpy as np
+
+    from metaviz.trust import SIMILAR
+
+    median = float(np.median(agreement))
+    verdict = ("the map is steady; its details can be read." if median >= SIMILAR else
+               f"much of the map is sampling noise: raise the number of samples under {method} settings before "
+               "reading its details.")
+    return (f"{method} draws random samples, so each run gives a slightly different map. The step-{step} maps were "
+            "drawn a second time with other random samples; each bar is the rank correlation of an image's two maps "
+            f"(1: the same order of importance). Median {median:.2f}, lowest {float(np.min(agreement)):.2f}: {verdict}")
