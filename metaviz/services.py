@@ -27,13 +27,15 @@ DEFAULT_QUERIES = 5  # query images per class on screen: enough to read an accur
 HEADER_LIMIT = 16 * 2**20  # a metaviz header is a few kB; anything far larger is not one
 
 # Short names fit the checkpoint card; the descriptions are its tooltips.
-ALGORITHM_NAMES = {"maml": "MAML", "fomaml": "First-order MAML", "anil": "ANIL", "joint": "Joint pre-training",
-                   "imported": "Imported"}
+ALGORITHM_NAMES = {"maml": "MAML", "fomaml": "First-order MAML", "anil": "ANIL", "reptile": "Reptile",
+                   "joint": "Joint pre-training", "imported": "Imported"}
 ALGORITHM_DESCRIPTIONS = {
     "maml": "Model-Agnostic Meta-Learning (Finn et al., 2017), second-order: training looked for a "
             "starting point from which a few gradient steps on a new task's examples work well.",
     "fomaml": "First-order MAML: MAML with a cheaper approximation of its training gradient.",
     "anil": "Almost No Inner Loop: like MAML, but only the last layer adapts to a new task.",
+    "reptile": "Reptile (Nichol et al., 2018): training took a few gradient steps on each task and moved the "
+               "starting point part of the way towards where those steps ended, averaged over tasks.",
     "joint": "Not meta-learned: one model trained on the examples of all training tasks at once, then "
              "fine-tuned on a new task like the others (the MAML paper's baseline).",
     "imported": "Weights imported from a PyTorch or learn2learn file; metaviz did not train them.",
