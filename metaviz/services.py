@@ -180,6 +180,17 @@ def _layer_order(layer: str) -> tuple[bool, str, int]:
     return layer == "head", prefix, number
 
 
+def network_text(model_config: dict) -> str:
+    """'4 convolution blocks of 64 filters' / 'fully connected, hidden layers 256-128-64-64': the
+    network a checkpoint rebuilds, in words."""
+    normalised = {"layer": ", each image normalised on its own", "batch_running": ", batch norm (stored statistics)"}
+    norm = normalised.get(model_config.get("norm", "none"), "")
+    if model_config.get("kind", "conv") == "conv":
+        return f"{model_config.get('blocks', 4)} convolution blocks of {model_config.get('hidden', 64)} filters{norm}"
+    sizes = "-".join(str(size) for size in model_config.get("hidden_sizes", ()))
+    return f"fully connected, hidden layers {sizes}{norm}"
+
+
 def adapted_layers_text(checkpoint: Checkpoint) -> str:
     layers = sorted(checkpoint.layers, key=_layer_order)
     if checkpoint.adapt_layers is None or set(checkpoint.adapt_layers) >= set(layers):

@@ -54,6 +54,7 @@ with st.container(border=True):
     details = {
         "Trained on tasks of": services.training_tasks_text(checkpoint.ways, checkpoint.shots, checkpoint.queries),
         "Adaptation (inner loop)": services.inner_loop_text(checkpoint),
+        "Network": services.network_text(checkpoint.model_config),
         "Layers that adapt": services.adapted_layers_text(checkpoint),
         "Classes come from": f"the {checkpoint.test_split} split, classes never seen in training"
         if not checkpoint.is_regression else "new random sine waves",
