@@ -171,8 +171,7 @@ def seed_agreement_figure(agreement: Sequence[float], threshold: float = 0.5) ->
     fig = go.Figure(go.Bar(x=images, y=agreement, marker_color=[SUPPORT_COLOUR if value >= threshold else "#c8ccd2"
                                                                 for value in agreement],
                            hovertemplate="%{x}: rank correlation %{y:.2f}<extra></extra>"))
-    fig.add_hline(y=threshold, line=dict(color="#7f7f7f", dash="dash"),
-                  annotation_text="below: the two runs rank the pieces differently", annotation_position="bottom left")
+    fig.add_hline(y=threshold, line=dict(color="#7f7f7f", dash="dash"))  # explained in the page's caption
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), showlegend=False,
                       yaxis=dict(range=[min(-0.2, float(agreement.min(initial=0.0))), 1.05],
                                  title="agreement of two runs"), xaxis=dict(showticklabels=len(images) <= 30))

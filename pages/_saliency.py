@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 RANDOMISED_KEY = "saliency_randomised"  # the randomisation tests this session has run (their identities)
 IMAGE_SETS = {"query": "New images (the ones it must recognise)", "support": "Examples (the ones it learns from)"}
 IMAGE_SETS_SHORT = {"query": "new images", "support": "examples"}
+STEADY = 0.8  # rank correlation of two runs' maps above which their details agree (a judgement call, see docs)
 
 
 # --- method settings ------------------------------------------------------------------------
@@ -183,9 +184,15 @@ def agreement_words(method: str, step: int, agreement) -> str:
     from metaviz.trust import SIMILAR
 
     median = float(np.median(agreement))
-    verdict = ("the map is steady; its details can be read." if median >= SIMILAR else
-               f"much of the map is sampling noise: raise the number of samples under {method} settings before "
-               "reading its details.")
+    if median >= STEADY:
+        verdict = "the map is steady; its details can be read."
+    elif median >= SIMILAR:
+        verdict = (f"the broad picture holds, but the details change from run to run: read where the strong pieces "
+                   f"are, not their exact order (more samples under {method} settings make it steadier).")
+    else:
+        verdict = (f"much of the map is sampling noise: raise the number of samples under {method} settings before "
+                   "reading it.")
     return (f"{method} draws random samples, so each run gives a slightly different map. The step-{step} maps were "
             "drawn a second time with other random samples; each bar is the rank correlation of an image's two maps "
-            f"(1: the same order of importance). Median {median:.2f}, lowest {float(np.min(agreement)):.2f}: {verdict}")
+            f"(1: the same order of importance; below the dashed line at {SIMILAR}, grey, the two runs order the "
+            f"pieces differently). Median {median:.2f}, lowest {float(np.min(agreement)):.2f}: {verdict}")

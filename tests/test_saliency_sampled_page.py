@@ -42,3 +42,12 @@ def test_global_importance_is_measured_on_request_with_progress_and_kept(app):
     visit(app, "pages/3_Adaptation.py")
     visit(app, PAGE)  # the number of tasks is remembered, the result kept: shown without pressing again
     assert "Average over 10 images of 2 tasks" in all_text(app)
+
+
+def test_agreement_words_grade_how_steady_a_sampled_map_is():
+    from pages._saliency import agreement_words
+
+    assert "the map is steady" in agreement_words("LIME", 3, [0.9, 0.85, 0.7])
+    middling = agreement_words("LIME", 3, [0.6, 0.65, 0.4])
+    assert "the broad picture holds" in middling and "Median 0.60, lowest 0.40" in middling
+    assert "much of the map is sampling noise" in agreement_words("Kernel SHAP", 1, [0.2, 0.3, 0.6])
