@@ -217,9 +217,12 @@ def _objects(values: list) -> np.ndarray:
 
 
 def task_metadata(tasks: Sequence[Task]) -> dict[str, np.ndarray]:
-    """Per-task columns: number, seed and what re-creates the task; classes and alphabets
-    (image tasks), amplitude and phase (sinusoids)."""
-    metadata = {"task": np.arange(len(tasks)), "seed": np.array([t.source["seed"] for t in tasks])}
+    """Per-task columns: number, seed and what re-creates the task; a thumbnail (a data URI:
+    metaviz.thumbnails); classes and alphabets (image tasks), amplitude and phase (sinusoids)."""
+    from metaviz.thumbnails import task_thumbnail
+
+    metadata = {"task": np.arange(len(tasks)), "seed": np.array([t.source["seed"] for t in tasks]),
+                "thumbnail": _objects([task_thumbnail(t) for t in tasks])}
     if tasks[0].is_regression:
         metadata["amplitude"] = np.array([t.source["amplitude"] for t in tasks])
         metadata["phase"] = np.array([t.source["phase"] for t in tasks])

@@ -1,4 +1,6 @@
-"""The task-embedding scatter: pure function from an `Embedding` (metaviz.embed) to a plotly figure.
+"""The task-embedding scatter: pure function from an `Embedding` (metaviz.embed) to a plotly
+figure (`embedding_scatter`), and what the dashboard's map component draws from it, hover cards
+included (`map_data`).
 
 Every point carries its row of the embedding as customdata[0], so a selection in the browser
 names the task whatever the traces are (one per category, or one coloured by a number). The
@@ -7,6 +9,7 @@ customdata then comes back to Streamlit as {"0": row} instead of [row].
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -36,6 +39,7 @@ CATEGORY_COLOURS = qualitative.Dark24  # 20 Omniglot test alphabets + "mixed" fi
 MAX_CATEGORIES = len(CATEGORY_COLOURS) - 1  # beyond this, the rarest share one "other" colour
 FADED = 0.12  # opacity of points the search does not match
 CURRENT_COLOUR = "#d62728"
+CARD_CLASSES = 10  # a hover card names this many classes, in the order its thumbnail shows them
 
 
 def colour_fields(embedding: Embedding) -> list[str]:
@@ -53,29 +57,37 @@ def colour_fields(embedding: Embedding) -> list[str]:
 
 
 def _short_list(names: Sequence[str], limit: int = 3) -> str:
-    shown = "; ".join(figure_text(name) for name in names[:limit])
+    shown = "; ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def hover_texts(embedding: Embedding) -> list[str]:
-    """One hover text per point: which task, its classes or wave, and how adapting went."""
+def task_summary(embedding: Embedding, row: int, class_limit: int = 3) -> tuple[str, list[str]]:
+    """One task in plain words: a title, and lines on its classes or wave and how adapting went.
+    Plain text (class names may be an uploader's folder names): each caller escapes it for
+    where it goes. Past `class_limit` classes, the rest are counted."""
     meta = embedding.metadata
+    lines = []
+    if "classes" in meta:
+        classes = [readable_class_name(name) for name in meta["classes"][row]]
+        lines.append(f"Alphabets: {_short_list([name.replace('_', ' ') for name in meta['alphabets'][row]])}")
+        lines.append(f"Classes: {_short_list(classes, class_limit)}")
+        before, after = meta["query_accuracy_before"][row], meta["query_accuracy_after"][row]
+        lines.append(f"New images recognised: {100 * before:.0f}% before, {100 * after:.0f}% after")
+    if "amplitude" in meta:
+        lines.append(f"Amplitude {meta['amplitude'][row]:.2f}, phase {meta['phase'][row]:.2f}")
+        lines.append(f"Error on new points: {meta['query_loss_before'][row]:.3g} before, "
+                     f"{meta['query_loss_after'][row]:.3g} after")
+    lines.append(f"Loss on the examples after adapting: {meta['support_loss_after'][row]:.3g}")
+    lines.append(f"Size of the update: {meta['update_norm'][row]:.3g}")
+    return f"Task number {meta['seed'][row]}", lines
+
+
+def hover_texts(embedding: Embedding) -> list[str]:
+    """One plotly hover text per point (task_summary, escaped for plotly's bit of HTML)."""
     texts = []
     for row in range(len(embedding)):
-        lines = [f"<b>Task number {meta['seed'][row]}</b>"]
-        if "classes" in meta:
-            classes = [readable_class_name(name) for name in meta["classes"][row]]
-            lines.append(f"Alphabets: {_short_list(list(meta['alphabets'][row]))}")
-            lines.append(f"Classes: {_short_list(classes)}")
-            before, after = meta["query_accuracy_before"][row], meta["query_accuracy_after"][row]
-            lines.append(f"New images recognised: {100 * before:.0f}% before, {100 * after:.0f}% after")
-        if "amplitude" in meta:
-            lines.append(f"Amplitude {meta['amplitude'][row]:.2f}, phase {meta['phase'][row]:.2f}")
-            lines.append(f"Error on new points: {meta['query_loss_before'][row]:.3g} before, "
-                         f"{meta['query_loss_after'][row]:.3g} after")
-        lines.append(f"Loss on the examples after adapting: {meta['support_loss_after'][row]:.3g}")
-        lines.append(f"Size of the update: {meta['update_norm'][row]:.3g}")
-        texts.append("<br>".join(lines))
+        title, lines = task_summary(embedding, row)
+        texts.append("<br>".join([f"<b>{figure_text(title)}</b>", *(figure_text(line) for line in lines)]))
     return texts
 
 
@@ -123,6 +135,8 @@ def embedding_scatter(embedding: Embedding, colour_by: str, current: int | None 
             marker=dict(size=8, color=values, colorscale="Viridis", opacity=opacity,
                         colorbar=dict(title=dict(text=label.replace(" after", "<br>after"), side="right"),
                                       **bar_ticks)), **common))
+        # The colour bar takes the right-hand side: the one legend entry (the ring) goes above the plot.
+        fig.update_layout(legend=dict(orientation="h", x=0, y=1.0, xanchor="left", yanchor="bottom"))
     if current is not None:
         fig.add_trace(go.Scatter(
             x=[x[current]], y=[y[current]], customdata=_rows([current]), text=[hover[current]], name="current task",
@@ -133,6 +147,25 @@ def embedding_scatter(embedding: Embedding, colour_by: str, current: int | None 
     fig.update_layout(height=620, margin=dict(l=40, r=20, t=30, b=40), hovermode="closest",
                       hoverlabel=dict(align="left"), plot_bgcolor="#fafafa", uirevision=embedding.method)
     return fig
+
+
+def map_data(embedding: Embedding, colour_by: str, current: int | None = None, matches: np.ndarray | None = None,
+             revision: str = "") -> dict:
+    """What the page's map component draws (pages/_embed_map.py), JSON-ready: "figure", the
+    scatter (embedding_scatter) with plotly's own hover label off, since the component shows a
+    card with pictures instead; "cards", per row: "title" and "lines" (task_summary, plain
+    text) and "thumbnail" (a data URI, metaviz.thumbnails; None without one). Zoom and pan
+    survive a redraw with the same `revision` (new colours, a search), not a new map."""
+    fig = embedding_scatter(embedding, colour_by, current, matches)
+    fig.update_traces(hoverinfo="none", hovertemplate=None, text=None)  # the card says it all
+    fig.update_layout(uirevision=revision or embedding.method)
+    thumbnails = embedding.metadata.get("thumbnail")
+    cards = []
+    for row in range(len(embedding)):
+        title, lines = task_summary(embedding, row, CARD_CLASSES)
+        cards.append({"title": title, "lines": lines,
+                      "thumbnail": None if thumbnails is None else str(thumbnails[row])})
+    return {"figure": json.loads(fig.to_json()), "cards": cards}
 
 
 def search_matches(embedding: Embedding, query: str) -> np.ndarray | None:

@@ -5,12 +5,12 @@ import streamlit as st
 
 from metaviz import services
 from metaviz.embed import DEFAULT_TASKS, MAX_TASKS, METHODS, MIN_TASKS
-from metaviz.embed_figures import COLOUR_FIELDS, colour_fields, embedding_scatter, search_matches
-from metaviz.figures import readable_class_name, task_grid
+from metaviz.embed_figures import COLOUR_FIELDS, colour_fields, map_data, search_matches
 from pages._embed import task_embedding
+from pages._embed_map import task_map
 from pages._shared import (
     LIMITS, TaskSettings, adaptation_settings, ensure_app, meta_test_classes, remembered_number_input,
-    require_checkpoint, sampled_task, store_task_settings, task_settings,
+    require_checkpoint, store_task_settings, task_settings,
 )
 from pages._upload import SAMPLED, SOURCE_KEY
 
@@ -25,7 +25,7 @@ regression = checkpoint.is_regression
 st.title("Task embeddings")
 st.caption("Each point is one task. Adapting to a task moves the model's settings (its parameters) a little; "
            "the map puts tasks whose moves are alike close together. Colour the points by what you want to "
-           "compare, hover for details, and click a point to look at that task.")
+           "compare, hover over a point to see that task, and click it to open the task on the Adaptation page.")
 
 if not regression:
     meta_test_classes(checkpoint)  # missing data: a plain message here, not an error inside the map's work
@@ -123,40 +123,21 @@ seeds = embedding.metadata["seed"]
 groups = embedding.metadata.get("groups")
 current = [row for row in range(len(embedding)) if seeds[row] == settings.seed and not settings.classes
            and (groups is None or tuple(groups[row]) == tuple(settings.groups))]
-# A map of other tasks (other settings) starts with nothing selected: a row of the old map
-# would name another task, or none. Colour and search keep the selection.
+# Zoom and pan last while only the colour or the search changes; another map starts afresh.
 identity = repr((checkpoint.content_hash, tasks, adaptation, method, random_state, method_settings))
-chart_key = f"embedding_chart_{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
-event = st.plotly_chart(embedding_scatter(embedding, colour_by, current[0] if current else None, matches),
-                        width="stretch", on_select="rerun", selection_mode="points", key=chart_key,
-                        config={"displaylogo": False})
-st.caption("The axes have no units: only which tasks sit near which others means something. "
+revision = hashlib.sha256(identity.encode()).hexdigest()[:12]
+picture = "the wave and its given points" if regression else "the task's examples, one per class"
+clicked = task_map(map_data(embedding, colour_by, current[0] if current else None, matches, revision),
+                   key="embedding_map", picture_label=picture)
+st.caption(f"Hover over a point to see {picture} and how adapting went; click it to open that task on the "
+           "Adaptation page. Drag to zoom in, double-click to zoom out. The axes have no units: only which "
+           "tasks sit near which others means something. "
            + ("The red ring marks the current task (the one on the Task page)." if current else ""))
 
-chosen = [point["customdata"][0] for point in event.selection.points
-          if point.get("customdata") and point["customdata"][0] < len(embedding)]
-if not chosen:
-    st.info("Click a point to see that task here and open it on the Adaptation page.", icon=":material/touch_app:")
-    st.stop()
-
-row = int(chosen[0])
-chosen_settings = TaskSettings(shots=settings.shots, queries=settings.queries, seed=int(seeds[row]),
-                               groups=tuple(groups[row]) if groups is not None else ())
-st.subheader(f"Task number {chosen_settings.seed}")
-if regression:
-    meta = embedding.metadata
-    st.markdown(f"A sine wave of amplitude {meta['amplitude'][row]:.2f} and phase {meta['phase'][row]:.2f}. "
-                f"Its error on new points went from {meta['query_loss_before'][row]:.3g} "
-                f"to {meta['query_loss_after'][row]:.3g}.")
-else:
-    names = "; ".join(readable_class_name(name) for name in embedding.metadata["classes"][row])
-    st.markdown(f"Classes: {services.markdown_text(names)}. New images recognised: "
-                f"{100 * embedding.metadata['query_accuracy_before'][row]:.0f}% before adapting, "
-                f"{100 * embedding.metadata['query_accuracy_after'][row]:.0f}% after.")
-if st.button("Open this task on the Adaptation page", icon=":material/arrow_forward:", type="primary"):
-    store_task_settings(chosen_settings)
+if clicked is not None and clicked < len(embedding):
+    # The clicked task becomes the current task, set as the Task page sets it; the Adaptation
+    # page then replays it with the very settings it moved with here.
+    store_task_settings(TaskSettings(shots=settings.shots, queries=settings.queries, seed=int(seeds[clicked]),
+                                     groups=tuple(groups[clicked]) if groups is not None else ()))
     st.session_state[SOURCE_KEY] = SAMPLED  # the clicked task, not an uploaded one
     st.switch_page(ADAPTATION_PAGE)
-task = sampled_task(checkpoint.dataset, checkpoint.test_split, checkpoint.ways, chosen_settings.shots,
-                    chosen_settings.queries, chosen_settings.seed, **chosen_settings.restriction())
-st.plotly_chart(task_grid(task), width="stretch", config={"displayModeBar": False})

@@ -1,15 +1,18 @@
 """metaviz.embed and metaviz.embed_figures: vectorised updates against the plain inner loop,
 repeatable projections, quality thresholds on data with known structure, aligned metadata."""
+import base64
+import io
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from metaviz import embed
+from metaviz import embed, thumbnails
 from metaviz.adaptation import adapt
 from metaviz.checkpoints import Checkpoint
-from metaviz.embed_figures import colour_fields, embedding_scatter, hover_texts, search_matches
+from metaviz.data import SinusoidRange
+from metaviz.embed_figures import colour_fields, embedding_scatter, hover_texts, map_data, search_matches
 from metaviz.models import ConvNetConfig, MLPConfig, build_model, model_config_to_dict
 from metaviz.tasks import sample_task
 
@@ -220,3 +223,73 @@ def test_search_and_hover():
     assert search_matches(embedding, wanted.upper()).tolist() == expected and 0 < sum(expected) < len(embedding)
     assert search_matches(embedding, "") is None
     assert not search_matches(embedding, "no such alphabet").any()
+
+
+# --- hover cards -------------------------------------------------------------------------------
+
+
+def _picture(uri: str, kind: str) -> bytes:
+    prefix = f"data:image/{kind};base64,"
+    assert uri.startswith(prefix)
+    return base64.b64decode(uri[len(prefix):])
+
+
+def test_thumbnail_shows_each_class_first_example_in_label_order():
+    from PIL import Image
+
+    task = sample_task("digits", "test", ways=5, shots=3, queries=2, seed=11)
+    with Image.open(io.BytesIO(_picture(thumbnails.task_thumbnail(task), "png"))) as image:
+        pixels = np.asarray(image, dtype=np.float32) / 255
+    size, gap = 28, thumbnails.STRIP_GAP
+    assert pixels.shape == (size, 5 * size + 4 * gap)
+    images, labels = task.support_x[:, 0].numpy(), task.support_y.numpy()
+    for label in range(5):
+        first = images[np.flatnonzero(labels == label)[0]]
+        shown = pixels[:, label * (size + gap) : label * (size + gap) + size]
+        # ink dark on paper, 16 grey levels: within half a level of the image the model saw
+        np.testing.assert_allclose(shown, 1 - first, atol=0.5 / (thumbnails.GREY_LEVELS - 1) + 1e-3)
+    assert np.allclose(pixels[:, size : size + gap], 1 - thumbnails.GAP_GREY, atol=0.04)
+
+
+def test_wave_sketch_draws_the_wave_and_its_given_points():
+    from xml.etree import ElementTree
+
+    task = sample_task("sinusoid", "test", shots=7, seed=3)
+    svg = ElementTree.fromstring(_picture(thumbnails.task_thumbnail(task), "svg+xml"))
+    space = "{http://www.w3.org/2000/svg}"
+    circles = svg.findall(f"{space}circle")
+    assert len(circles) == 7
+    path = svg.find(f"{space}path").get("d")
+    assert path.count("L") == thumbnails.WAVE_SAMPLES - 1
+    # The given points lie on the drawn wave: same screen y as the formula, at their x.
+    (x_low, x_high), top = SinusoidRange().x, SinusoidRange().amplitude[1]
+    for circle, x, y in zip(circles, task.support_x[:, 0].tolist(), task.support_y[:, 0].tolist()):
+        assert float(circle.get("cx")) == pytest.approx((x - x_low) / (x_high - x_low) * (thumbnails.WAVE_WIDTH - 8) + 4,
+                                                        abs=0.06)
+        assert float(circle.get("cy")) == pytest.approx((top - y) / (2 * top) * (thumbnails.WAVE_HEIGHT - 8) + 4,
+                                                        abs=0.06)
+
+
+def test_map_data_cards_follow_their_points():
+    embedding = small_embedding()
+    assert all(uri.startswith("data:image/png;base64,") for uri in embedding.metadata["thumbnail"])
+    embedding.metadata["classes"][5] = ("<img src=x onerror=alert(1)>", *embedding.metadata["classes"][5][1:])
+    kept = embedding.subset(np.arange(20)[::-2])  # a filter keeps each point's own card
+    data = map_data(kept, "update_norm", current=1, revision="abc")
+    json.dumps(data)  # all of it travels to the browser as JSON
+    assert data["figure"]["layout"]["uirevision"] == "abc"
+    assert len(data["cards"]) == 10
+    for trace in data["figure"]["data"]:
+        assert trace["hoverinfo"] == "none" and "text" not in trace  # the card replaces plotly's label
+        for index, (row,) in enumerate(trace["customdata"]):
+            task = kept.metadata["task"][row]  # the point's task in the unfiltered embedding
+            assert data["cards"][row]["title"] == f"Task number {embedding.metadata['seed'][task]}"
+            assert data["cards"][row]["thumbnail"] == embedding.metadata["thumbnail"][task]
+            x = trace["x"]
+            if isinstance(x, dict):  # plotly's typed array
+                x = np.frombuffer(base64.b64decode(x["bdata"]), x["dtype"])
+            assert x[index] == pytest.approx(embedding.coordinates[task, 0])
+    row = list(kept.metadata["task"]).index(5)
+    # Plain text for the card (the browser sets it as text), escaped in plotly's own hover text.
+    assert any("<img src=x onerror=alert(1)>" in line for line in data["cards"][row]["lines"])
+    assert "&lt;img src=x onerror=alert(1)&gt;" in hover_texts(kept)[row]

@@ -1,7 +1,9 @@
 """The Task embeddings page through AppTest, for digits, sine-wave and Omniglot checkpoints.
 
-Clicking a point needs a browser (tests/test_embed_browser.py); here the page's controls,
-texts, measures and figure. Each test asks for 20 tasks (the page's minimum) to stay quick.
+The map is a custom component (pages/_embed_map.py): here what Python hands it (figure, hover
+cards with thumbnails) and what the page does with a click, sent as the browser sends it (a
+trigger value); tests/test_embed_browser.py hovers and clicks in Chromium. Each test asks for
+20 tasks (the page's minimum) to stay quick.
 """
 import base64
 import json
@@ -9,10 +11,12 @@ import json
 import numpy as np
 import pytest
 
-from metaviz import services
+from metaviz import embed, services
+from metaviz.tasks import sample_task
 from tests.test_app import all_text, checkpoint_dir, start, visit, write_checkpoint  # noqa: F401 (fixture)
 
 PAGE = "pages/6_Task_embeddings.py"
+MAP = "metaviz_task_map"
 
 
 def open_page(checkpoint_dir, dataset: str, **session):
@@ -38,10 +42,31 @@ def _decoded(value):
     return value
 
 
+def the_map(app):
+    maps = [element for element in app.get("bidi_component") if element.proto.component_name == MAP]
+    assert len(maps) == 1, "the map is missing"
+    return maps[0]
+
+
+def map_data(app) -> dict:
+    return _decoded(json.loads(the_map(app).proto.json))
+
+
 def figure(app) -> dict:
-    charts = app.get("plotly_chart")
-    assert len(charts) == 1, "the map is missing"
-    return _decoded(json.loads(charts[0].proto.spec))
+    return map_data(app)["figure"]
+
+
+def click(app, row: int):
+    """What the browser sends when a point is clicked: the component's trigger value "clicked"
+    (Streamlit keeps a component's triggers in one widget, its id + "events"; see
+    streamlit.components.v2.bidi_component)."""
+    from streamlit.components.v2.bidi_component.main import _make_trigger_id
+
+    states = app._tree.get_widget_states()
+    trigger = states.widgets.add()
+    trigger.id = _make_trigger_id(the_map(app).proto.id, "events")
+    trigger.json_trigger_value = json.dumps([{"event": "clicked", "value": row}])
+    return app._run(states)
 
 
 @pytest.mark.parametrize("dataset", ["digits", "sinusoid"])
@@ -49,7 +74,7 @@ def test_the_page_draws_the_map(checkpoint_dir, dataset):
     app = open_page(checkpoint_dir, dataset)
     text = all_text(app)
     assert "Tasks number 0 to 19" in text and "each adapted with 3 steps" in text
-    assert "Click a point to see that task here" in text
+    assert "Hover over a point to see" in text and "click it to open that task on the Adaptation page" in text
     metrics = {metric.label: metric.value for metric in app.metric}
     assert 0.5 <= float(metrics["Trustworthiness"]) <= 1.0
     if dataset == "sinusoid":
@@ -60,6 +85,14 @@ def test_the_page_draws_the_map(checkpoint_dir, dataset):
     assert rows == list(range(20))  # every point names its task
     colours = app.selectbox(key="embed_colour").options
     assert "Size of the update" in colours and ("Amplitude of the wave" in colours) == (dataset == "sinusoid")
+    assert all(trace.get("hoverinfo") == "none" for trace in points)  # the component's card replaces the label
+    cards = map_data(app)["cards"]
+    assert [card["title"] for card in cards] == [f"Task number {seed}" for seed in range(20)]
+    kind = "svg+xml" if dataset == "sinusoid" else "png"
+    assert all(card["thumbnail"].startswith(f"data:image/{kind};base64,") for card in cards)
+    assert len({card["thumbnail"] for card in cards}) == 20  # each task its own pictures
+    line = "Amplitude" if dataset == "sinusoid" else "New images recognised"
+    assert all(any(text.startswith(line) for text in card["lines"]) for card in cards)
 
 
 def test_the_current_task_is_ringed_and_settings_redraw(checkpoint_dir):
@@ -91,6 +124,16 @@ def test_omniglot_tasks_from_one_alphabet_measure_purity(checkpoint_dir, omniglo
     assert app.selectbox(key="embed_colour").options[0] == "Alphabet"
     legend = {trace["name"] for trace in figure(app)["data"]}
     assert len(legend) == 20  # 20 tasks, the 20 test alphabets taking turns
+    row = 13
+    click(app, row)
+    assert not app.exception and "Task number 13 (from the chosen alphabets)" in all_text(app)
+    settings = app.session_state["task_settings"]
+    drawn = embed.sample_tasks("omniglot", "test", 5, settings["shots"], settings["queries"], 20, 0,
+                               one_group=True)[row]  # the task the map adapted for that point
+    opened = sample_task("omniglot", "test", ways=5, shots=settings["shots"], queries=settings["queries"],
+                         seed=settings["seed"], groups=tuple(settings["groups"]))
+    assert opened.class_names == drawn.class_names  # the very task that point stood for
+    visit(app, PAGE)
     app.toggle(key="embed_one_group").set_value(False).run()
     assert not app.exception
     assert "Neighbours from the same alphabet" not in {metric.label for metric in app.metric}
@@ -102,4 +145,16 @@ def test_zero_adaptation_steps_say_what_to_do(checkpoint_dir):
     key = services.short_hash(services.file_sha256(checkpoint_dir / "digits-test.safetensors"))
     app.session_state[f"steps_{key}"] = 0  # as the Adaptation page keeps its steps
     visit(app, PAGE)
-    assert "Choose at least one step there" in all_text(app) and not app.get("plotly_chart")
+    assert "Choose at least one step there" in all_text(app) and not app.get("bidi_component")
+
+
+def test_clicking_a_point_opens_its_task_on_the_adaptation_page(checkpoint_dir):
+    app = open_page(checkpoint_dir, "digits", embed_seed=300)
+    click(app, 6)
+    assert not app.exception
+    text = all_text(app)
+    assert "Task number 306: 1 example" in text and "New images recognised before adapting" in text
+    assert app.query_params["seed"] == "306" and app.session_state["task_settings"]["seed"] == 306
+    visit(app, PAGE)  # back on the map: the opened task is the current one, ringed
+    ring = [trace for trace in figure(app)["data"] if trace.get("name") == "current task"]
+    assert len(ring) == 1 and ring[0]["customdata"] == [[6]]
