@@ -2,7 +2,6 @@
 import streamlit as st
 
 from metaviz import services
-from metaviz.data import DataError, DataNotFoundError
 from metaviz.explain import METHODS  # the registry alone: captum loads when a map is first computed
 from metaviz.trust import SIMILAR
 from metaviz.explain_figures import (
@@ -12,6 +11,7 @@ from metaviz.figures import readable_class_name
 from pages._shared import (
     adaptation_settings, current_task, ensure_app, remembered_number_input, run_adaptation, task_key, task_page,
 )
+from pages._progress import with_progress_bar
 from pages._saliency import (
     IMAGE_SETS, IMAGE_SETS_SHORT, agreement_words, attributions, completeness_words, faithfulness, global_key, global_maps, images_of, method_settings,
     randomisation, randomisation_done, second_run_agreement,
@@ -135,13 +135,9 @@ wanted = global_key(checkpoint.path, checkpoint.content_hash, steps, lr, layers,
                     tasks, settings.shots, settings.queries)
 overall = global_maps(wanted)
 if overall is None and columns[1].button(f"Measure on {tasks} tasks", type="primary", key="saliency_global"):
-    bar = st.progress(0.0, text="Adapting and explaining the first task…")
-    try:
-        overall = global_maps(wanted, lambda done, total: bar.progress(done / total, text=f"{done} of {total} tasks"))
-    except (DataError, DataNotFoundError, ValueError) as error:
-        st.error(f"The model cannot be measured on new tasks from its data: {services.markdown_text(error)}")
-        st.stop()
-    bar.empty()
+    overall = with_progress_bar(
+        lambda progress: global_maps(wanted, lambda done, total: progress(done / total, f"{done} of {total} tasks")),
+        "Adapting and explaining the first task…", "The model cannot be measured on new tasks from its data")
 if overall is None:
     st.info(f"Press **Measure on {tasks} tasks** to average the {method} maps of {tasks} new tasks.",
             icon=":material/info:")

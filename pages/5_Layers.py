@@ -3,12 +3,12 @@ new images changes, and which layers must adapt at all."""
 import streamlit as st
 
 from metaviz import services
-from metaviz.data import DataError, DataNotFoundError
 from metaviz.layer_figures import (
     ablation_figure, ablation_table, cka_bars, unit_heatmap, update_bars, update_boxes, update_heatmap,
 )
 from metaviz.updates import ablation_text, layer_roles_text, task_update_text, update_norms
 from pages._layers import identity, measure, measured
+from pages._progress import with_progress_bar
 from pages._shared import (
     adaptation_settings, current_task, ensure_app, run_adaptation, task_page,
 )
@@ -59,13 +59,8 @@ seed = columns[1].number_input("First task number", 0, 2**31 - 1, value=0, key="
 wanted = identity(checkpoint.path, checkpoint.content_hash, tasks, seed, steps, lr, layers)
 results = measured(wanted)
 if results is None and columns[2].button(f"Measure on {tasks} tasks", type="primary", key="layers_measure"):
-    bar = st.progress(0.0, text="Sampling tasks…")
-    try:
-        results = measure(wanted, lambda fraction, text: bar.progress(fraction, text=text))
-    except (DataError, DataNotFoundError, ValueError) as error:  # an uploaded task, say, but no data of its own
-        st.error(f"The model cannot be measured on new tasks from its data: {services.markdown_text(error)}")
-        st.stop()
-    bar.empty()
+    results = with_progress_bar(lambda progress: measure(wanted, progress), "Sampling tasks…",
+                                "The model cannot be measured on new tasks from its data")
 if results is None:
     st.info(f"Press **Measure on {tasks} tasks** to adapt the model to {tasks} new tasks and compare its layers.",
             icon=":material/info:")

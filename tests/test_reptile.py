@@ -1,10 +1,4 @@
 """Reptile (metaviz.reptile) and the MAML paper's MLP for images (`--model mlp`)."""
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +9,7 @@ from metaviz.adaptation import adapted_names
 from metaviz.checkpoints import load_checkpoint
 from metaviz.models import MLPConfig, build_model, layer_names
 from metaviz.training import TaskSource, TrainConfig, model_config_for, same_settings, train
-from tests.test_training import TINY, run_cli, saved_iteration
+from tests.test_training import TINY, run_cli
 
 
 def test_meta_update_is_the_step_size_times_the_mean_adapted_minus_initial_parameters():
@@ -99,29 +93,6 @@ def test_a_stopped_reptile_run_resumes_to_the_same_parameters(tmp_path):
     for name in reference.parameters:
         assert torch.equal(reference.parameters[name], resumed.parameters[name]), name
     assert reference.history["val_metric"] == resumed.history["val_metric"]
-
-
-@pytest.mark.slow
-def test_a_reptile_run_killed_with_sigkill_resumes_to_the_same_parameters(tmp_path):
-    flags = [*TINY, "--algorithm", "reptile", "--train-steps", "3", "--inner-batch", "3", "--train-shots", "2",
-             "--inner-lr", "0.1"]
-    reference = run_cli("train", *flags, "--run-dir", tmp_path / "a", "--out", tmp_path / "a.safetensors")
-    assert reference.returncode == 0, reference.stderr
-    run_dir, out = tmp_path / "b", tmp_path / "b.safetensors"
-    state = run_dir / "state.safetensors"
-    for kill_at in (7, 23):
-        process = subprocess.Popen([sys.executable, "-m", "metaviz", "train", *flags, "--run-dir", run_dir,
-                                    "--out", out, *(["--resume"] if state.exists() else [])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while saved_iteration(state) < kill_at and process.poll() is None:
-            time.sleep(0.01)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        assert kill_at <= saved_iteration(state) < 40
-    finished = run_cli("train", *flags, "--run-dir", run_dir, "--out", out, "--resume")
-    assert finished.returncode == 0, finished.stderr
-    a, b = load_checkpoint(tmp_path / "a.safetensors"), load_checkpoint(out)
-    assert all(torch.equal(a.parameters[name], b.parameters[name]) for name in a.parameters)
 
 
 def test_a_run_saved_before_a_setting_existed_still_resumes():

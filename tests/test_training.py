@@ -30,15 +30,21 @@ def run_cli(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "metaviz", *args], capture_output=True, text=True, **kwargs)
 
 
+REPTILE_FLAGS = ["--algorithm", "reptile", "--train-steps", "3", "--inner-batch", "3", "--train-shots", "2",
+                 "--inner-lr", "0.1"]
+
+
 @pytest.mark.slow
-def test_sigkill_at_any_moment_then_resume_matches_an_uninterrupted_run(tmp_path):
-    reference = run_cli("train", *TINY, "--run-dir", tmp_path / "a", "--out", tmp_path / "a.safetensors")
+@pytest.mark.parametrize("algorithm_flags", [[], REPTILE_FLAGS], ids=["maml", "reptile"])
+def test_sigkill_at_any_moment_then_resume_matches_an_uninterrupted_run(tmp_path, algorithm_flags):
+    flags = [*TINY, *algorithm_flags]
+    reference = run_cli("train", *flags, "--run-dir", tmp_path / "a", "--out", tmp_path / "a.safetensors")
     assert reference.returncode == 0, reference.stderr
 
     run_dir, out = tmp_path / "b", tmp_path / "b.safetensors"
     state = run_dir / "state.safetensors"
     for kill_at in (5, 17, 31):  # kill the process at different moments, more than once
-        process = subprocess.Popen([sys.executable, "-m", "metaviz", "train", *TINY, "--run-dir", run_dir,
+        process = subprocess.Popen([sys.executable, "-m", "metaviz", "train", *flags, "--run-dir", run_dir,
                                     "--out", out, *(["--resume"] if state.exists() else [])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while saved_iteration(state) < kill_at and process.poll() is None:
@@ -48,7 +54,7 @@ def test_sigkill_at_any_moment_then_resume_matches_an_uninterrupted_run(tmp_path
         # Never corrupt: whatever the moment of the kill, the state loads whole.
         assert kill_at <= saved_iteration(state) < 40
         assert "rng::torch" in load_file(state)
-    finished = run_cli("train", *TINY, "--run-dir", run_dir, "--out", out, "--resume")
+    finished = run_cli("train", *flags, "--run-dir", run_dir, "--out", out, "--resume")
     assert finished.returncode == 0, finished.stderr
 
     a, b = load_checkpoint(tmp_path / "a.safetensors"), load_checkpoint(out)
