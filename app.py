@@ -9,6 +9,7 @@ import streamlit as st
 from metaviz import services
 from metaviz.safety import unsafe_environment
 from pages._checkpoint_upload import checkpoint_upload
+from pages._report import report_download
 from pages._shared import CHECKPOINT_KEY, inside_app
 
 OTHER_FOLDER_KEY = "other_checkpoint_folder"  # the folder named in the sidebar, kept for the session
@@ -83,6 +84,7 @@ def checkpoint_picker() -> None:
 
 
 checkpoint_picker()
+report_download()  # built only when clicked: see pages/_report.py
 navigation = st.navigation([
     st.Page("pages/1_Checkpoint.py", title="Checkpoint", icon=":material/badge:", default=True),
     st.Page("pages/2_Task.py", title="Task", icon=":material/grid_view:"),

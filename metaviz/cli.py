@@ -1,4 +1,4 @@
-"""`python -m metaviz train|evaluate ...`"""
+"""`python -m metaviz train|evaluate|layers|report ...`"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from metaviz import report_cli
 from metaviz.training import ALGORITHMS, TrainConfig
 
 # Per-dataset defaults where the MAML paper's differ from its Omniglot 5-way settings.
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     _train_parser(subparsers)
     _evaluate_parser(subparsers)
     _layers_parser(subparsers)
+    report_cli.add_parser(subparsers, THREADS_HELP)
     args = parser.parse_args(argv)
     import torch
 
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "layers":
             return _layers(args)
+        if args.command == "report":
+            return report_cli.run(args)
         return _evaluate(args)
     except (CheckpointError, DataError, DataNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

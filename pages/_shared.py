@@ -12,7 +12,7 @@ import os
 import runpy
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -145,30 +145,45 @@ def _clamp(field: str, value: int) -> int:
     return min(max(value, low), high)
 
 
-def _from_link(field: str, default: int) -> int:
+def _from_link(link: Mapping[str, list[str]], field: str, default: int) -> int:
     """A setting from the page link (?seed=3&shots=1&queries=5); the default when absent or garbled."""
     try:
-        return _clamp(field, int(st.query_params[field]))
-    except (KeyError, ValueError):
+        return _clamp(field, int(link[field][-1]))
+    except (KeyError, IndexError, ValueError):
         return default
 
 
-def task_settings(checkpoint: Checkpoint) -> TaskSettings:
-    """This session's task settings: set from the page link on the first visit, else the checkpoint's.
+def page_link_values() -> dict[str, list[str]]:
+    """The page link's settings, every value of a repeated key kept (?classes=a&classes=b)."""
+    return {key: st.query_params.get_all(key) for key in st.query_params}
+
+
+def resolved_task_settings(checkpoint: Checkpoint, stored: dict | None, link: Mapping[str, list[str]]) -> dict:
+    """The stored task settings, else the link's, else the checkpoint's (plain Python: the
+    sidebar's report reads them outside the script run too).
 
     Chosen alphabets or classes belong to one dataset: another checkpoint's data forgets them."""
-    stored = st.session_state.get(TASK_SETTINGS_KEY)
     if stored is None:
         defaults = {"shots": _clamp("shots", checkpoint.shots),
                     "queries": _clamp("queries", max(checkpoint.queries, services.DEFAULT_QUERIES)), "seed": 0}
-        stored = {field: _from_link(field, default) for field, default in defaults.items()}
-        stored |= {field: tuple(st.query_params.get_all(field)) for field in CHOICE_FIELDS}
+        stored = {field: _from_link(link, field, default) for field, default in defaults.items()}
+        stored |= {field: tuple(link.get(field, ())) for field in CHOICE_FIELDS}
         stored["dataset"] = checkpoint.dataset
     if stored.get("dataset") != checkpoint.dataset or checkpoint.is_regression:
         stored = {**stored, "groups": (), "classes": (), "dataset": checkpoint.dataset}
-    st.session_state[TASK_SETTINGS_KEY] = stored
+    return stored
+
+
+def settings_of(stored: dict) -> TaskSettings:
     return TaskSettings(shots=stored["shots"], queries=stored["queries"], seed=stored["seed"],
                         groups=tuple(stored["groups"]), classes=tuple(stored["classes"]))
+
+
+def task_settings(checkpoint: Checkpoint) -> TaskSettings:
+    """This session's task settings: set from the page link on the first visit, else the checkpoint's."""
+    stored = resolved_task_settings(checkpoint, st.session_state.get(TASK_SETTINGS_KEY), page_link_values())
+    st.session_state[TASK_SETTINGS_KEY] = stored
+    return settings_of(stored)
 
 
 def task_page() -> tuple[Checkpoint, TaskSettings]:
@@ -307,13 +322,15 @@ def run_adaptation(checkpoint: Checkpoint, task: Task, steps: int, lr: float,
     st.stop()
 
 
-def adaptation_settings(checkpoint: Checkpoint) -> tuple[int, float, tuple[str, ...]]:
+def adaptation_settings(checkpoint: Checkpoint, state: Mapping | None = None) -> tuple[int, float, tuple[str, ...]]:
     """(steps, step size, layers that adapt): the Adaptation page's choice for this checkpoint
-    (kept per checkpoint), else the checkpoint's own."""
+    (kept per checkpoint), else the checkpoint's own. `state`: a copy of the session state
+    (default: the live one)."""
+    state = st.session_state if state is None else state
     key = services.short_hash(checkpoint.content_hash)
-    steps = int(st.session_state.get(f"steps_{key}", checkpoint.inner_steps))
-    lr = float(st.session_state.get(f"lr_{key}", checkpoint.inner_lr))
-    layers = tuple(st.session_state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
+    steps = int(state.get(f"steps_{key}", checkpoint.inner_steps))
+    lr = float(state.get(f"lr_{key}", checkpoint.inner_lr))
+    layers = tuple(state.get(f"layers_{key}") or checkpoint.adapt_layers or checkpoint.layers)
     return steps, lr, layers
 
 
