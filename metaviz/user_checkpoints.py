@@ -30,12 +30,13 @@ from metaviz.checkpoints import (
 )
 from metaviz.data import SPLITS
 from metaviz.safety import require_safe_environment
+from metaviz.training import ALGORITHMS as TRAINED_BY
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 MAX_CHECKPOINT_BYTES = 20 * 2**20  # the server's upload cap (.streamlit/config.toml); metaviz's nets are < 2 MB
 MAX_KEPT_UPLOADS = 32  # uploaded checkpoints kept on the server; the oldest go first
 DATASETS = ("digits", "omniglot", "sinusoid")  # what metaviz.data can sample tasks from
-ALGORITHMS = ("maml", "fomaml", "anil", "imported")
+ALGORITHMS = (*TRAINED_BY, "imported")  # what metaviz trains, and imported weights
 
 
 @functools.cache

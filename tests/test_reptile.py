@@ -128,3 +128,12 @@ def test_train_cli_model_mlp_writes_an_mlp_checkpoint(tmp_path):
     assert checkpoint.layers == ("fc1", "fc2", "fc3", "fc4", "head")
     unknown = run_cli("train", *TINY, "--model", "resnet", "--run-dir", tmp_path / "x", "--out", tmp_path / "x.st")
     assert unknown.returncode == 2 and "unknown model 'resnet'" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_an_uploaded_reptile_mlp_checkpoint_is_accepted(tmp_path):
+    from metaviz.user_checkpoints import read_user_checkpoint
+
+    config = TrainConfig(**{**REPTILE, "iterations": 1, "model": "mlp"})
+    train(config, tmp_path / "run", out=tmp_path / "r.safetensors", show_progress=False)
+    uploaded = read_user_checkpoint("r.safetensors", (tmp_path / "r.safetensors").read_bytes())
+    assert uploaded.algorithm == "reptile" and uploaded.model_config["kind"] == "mlp"
