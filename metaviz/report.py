@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 PACKAGES = ("torch", "numpy", "scipy", "captum", "plotly", "scikit-learn", "umap-learn", "safetensors", "Pillow",
             "streamlit")
 MAP_SCALE = 3  # 28x28 maps drawn at 84x84 screen pixels
+MAP_COLUMNS = 10  # images per block of the saliency table
 Progress = Callable[[float, str], None]
 
 
@@ -76,9 +77,19 @@ def recreate_command(checkpoint: Checkpoint, task: Task, settings: ReportSetting
         words += ["--upload", (origin or {}).get(UPLOADED_FILE) or "YOUR-IMAGES.zip"]
         for name in task.class_names:
             words += ["--classes", name]
-    else:
-        for name in source.get("classes", []) if not task.is_regression else []:
-            words += ["--classes", name]
+    elif not task.is_regression:
+        from metaviz.tasks import sample_task
+
+        groups = source.get("groups")
+        for group in groups or ():
+            words += ["--groups", group]
+        # Chosen classes change how the seed draws the images: name them only when the seed
+        # alone (and the groups) would draw other classes.
+        drawn = sample_task(source["dataset"], source["split"], ways=task.ways, shots=source["shots"],
+                            queries=source["queries"], seed=source["seed"], groups=groups)
+        if drawn.class_names != task.class_names:
+            for name in task.class_names:
+                words += ["--classes", name]
     words += ["--seed", str(source.get("seed", 0)), "--shots", str(source.get("shots", checkpoint.shots))]
     if source.get("queries") is not None:
         words += ["--queries", str(source["queries"])]
@@ -201,11 +212,17 @@ def _saliency_section(checkpoint: Checkpoint, task: Task, trace: AdaptationTrace
     pictures = np.asarray(inputs)[:, 0]
     rows = [("before adapting (step 0)", shown[0], before), (f"after step {step}", shown[1], after),
             ("what adapting changed", np.clip(shown[1] - shown[0], -1, 1), None)]
-    table = "".join(
-        f"<tr><th>{H.text(name)}</th>" + _map_cells(
-            pictures, maps, None if result is None else result.probabilities.argmax(-1),
-            None if result is None else result.probabilities.max(-1), true_classes, task.class_names) + "</tr>"
-        for name, maps, result in rows)
+    blocks = []
+    for start in range(0, len(pictures), MAP_COLUMNS):  # blocks of columns, as on the Saliency page
+        shown_here = slice(start, start + MAP_COLUMNS)
+        blocks.append("".join(
+            f"<tr><th>{H.text(name)}</th>" + _map_cells(
+                pictures[shown_here], maps[shown_here],
+                None if result is None else result.probabilities.argmax(-1)[shown_here],
+                None if result is None else result.probabilities.max(-1)[shown_here], true_classes[shown_here],
+                task.class_names) + "</tr>"
+            for name, maps, result in rows))
+    table = '<tr><td colspan="99"></td></tr>'.join(blocks)
     explained = "each image's answer at that step" if settings.target is None else \
         f"the class {task.class_names[settings.target]}"
     body = H.paragraph(f"{settings.method}: {METHODS[settings.method].summary} The maps explain {explained}. "
@@ -271,7 +288,8 @@ def _settings_rows(checkpoint: Checkpoint, task: Task, settings: ReportSettings,
     if not task.is_regression:
         chosen = asdict(settings)
         chosen.pop("steps"), chosen.pop("lr"), chosen.pop("adapt_layers")
-        chosen["method_settings"] = json.dumps(dict(settings.method_settings)) or "{}"
+        chosen["method_settings"] = json.dumps(dict(settings.method_settings))
+        chosen["step"] = f"the last ({steps})" if settings.step is None else min(max(settings.step, 0), steps)
         rows += [(f"saliency {name.replace('_', ' ')}", "each image's answer" if name == "target" and value is None
                   else value) for name, value in chosen.items()]
     return rows

@@ -66,7 +66,8 @@ def key_values(pairs: Iterable[tuple[str, object]]) -> str:
 
 def figure(fig: go.Figure, anchor: str) -> str:
     """A plotly figure as a div; plotly.js itself is in the page head (see `page`)."""
-    body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=anchor, default_width="100%",
+    # auto_play off: a figure with frames (steps) opens at the step it was drawn for, as on the dashboard
+    body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=anchor, default_width="100%", auto_play=False,
                        config={"displayModeBar": False, "responsive": True})
     return f'<div class="figure">{body}</div>'
 

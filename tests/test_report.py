@@ -201,3 +201,25 @@ def test_every_page_offers_the_report_in_its_sidebar(tmp_path, monkeypatch):
         visit(app, page)
         buttons = [element for element in app.get("download_button") if element.proto.label == BUTTON_LABEL]
         assert len(buttons) == 1, f"{page}: no report button in the sidebar"
+
+
+@pytest.mark.parametrize("choice", [{}, {"classes": ["digit 9", "digit 6", "digit 7 (rot 90)", "digit 8", "digit 6 (rot 90)"]},
+                                    {"groups": ["digit 6", "digit 7", "digit 8"]}])
+def test_the_re_create_command_re_creates_the_task(digits_checkpoint, choice):
+    import argparse
+    import shlex
+
+    import torch
+
+    from metaviz import report_cli
+    from metaviz.report import recreate_command
+
+    task = sample_task("digits", "test", ways=5, shots=2, queries=3, seed=13, **choice)
+    command = recreate_command(digits_checkpoint, task, ReportSettings(), 3, 0.4, ("head",))
+    parser = argparse.ArgumentParser()
+    report_cli.add_parser(parser.add_subparsers(), "")
+    args = parser.parse_args(shlex.split(command)[3:])
+    again, _ = report_cli._task(digits_checkpoint, args)
+    assert again.class_names == task.class_names
+    assert torch.equal(again.support_x, task.support_x) and torch.equal(again.query_x, task.query_x)
+    assert ("--classes" in command) == ("classes" in choice)
