@@ -92,6 +92,7 @@ navigation = st.navigation([
     st.Page("pages/4_Saliency.py", title="Saliency", icon=":material/visibility:"),
     st.Page("pages/5_Layers.py", title="Layers", icon=":material/stacks:"),
     st.Page("pages/6_Task_embeddings.py", title="Task embeddings", icon=":material/scatter_plot:"),
+    st.Page("pages/7_Sine_waves.py", title="Sine-wave lesson", icon=":material/school:"),
 ])
 with st.sidebar:
     st.caption("metaviz shows how a meta-learned model learns a new task from a handful of examples, "
