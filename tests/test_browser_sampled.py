@@ -25,7 +25,7 @@ def test_lime_agreement_and_global_importance(server_url, page):
     settled(page, "Would a second run draw the same map?")
     page.get_by_text(re.compile(r"Median -?\d\.\d\d, lowest -?\d\.\d\d")).wait_for()
     assert "LIME makes no promise that its map adds up" in body_text(page)
-    page.get_by_text("LIME settings").click()
+    page.get_by_text("LIME settings", exact=True).click()
     assert page.get_by_role("spinbutton", name="Copies per image").input_value() == "200"
     assert_clean(page)
     screenshot(page, "saliency-lime", readme=False)
