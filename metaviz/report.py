@@ -168,8 +168,13 @@ def _adaptation_section(task: Task, trace: AdaptationTrace) -> str:
                     "new images right": f"{100 * trace.query_accuracy[step]:.0f}%"}
         rows.append(row)
     body = H.table(rows) + H.figure(adaptation_curves(trace), "adaptation-curves")
-    if trace.query_probabilities is None:
-        return body
+    if trace.query_probabilities is None:  # regression: the model's answer for every point to predict
+        body += "<h3>The model's prediction for each point to predict</h3>"
+        outputs, x, y = trace.query_outputs[..., 0], np.asarray(task.query_x)[:, 0], np.asarray(task.query_y)[:, 0]
+        return body + H.table([{"x": f"{x[index]:.3f}", "true y": f"{y[index]:.3f}",
+                                "before adapting": f"{outputs[0, index]:.3f}",
+                                f"after {trace.steps} steps": f"{outputs[-1, index]:.3f}"}
+                               for index in np.argsort(x)])
     changes = prediction_changes(trace, task.query_y)
     body += "<h3>The model's answer for each new image</h3>"
     body += H.paragraph("At the last step; press ▶ to play every step. "

@@ -121,6 +121,8 @@ def test_a_sine_wave_report_has_no_saliency(tmp_path):
     page = Parsed(build_report(checkpoint, task))
     assert "saliency" not in page.sections and "layers" in page.sections
     assert "amplitude" in page.all_text and "task-points" in {attrs.get("id") for _, attrs in page.tags}
+    assert "prediction for each point to predict" in page.all_text
+    assert f"{float(task.query_y[0, 0]):.3f}" in page.all_text
 
 
 def test_the_command_line_writes_a_report(tmp_path, capsys):
