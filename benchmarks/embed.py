@@ -12,6 +12,11 @@ the figure built and serialised as st.plotly_chart does). Three cold rows:
 
 Then, in this process, the adaptation alone: task by task vs vmap batches, interleaved.
 
+Every row also gives the CPU seconds the work used (time.process_time, all threads). On this
+shared 2-core machine other work takes turns with the benchmark, so wall seconds grow with the
+load average; with one thread, CPU seconds are close to what the wall time would be on a core
+of its own, and they are what compares across runs.
+
     OMP_NUM_THREADS=1 METAVIZ_DATA_DIR=../shared/data/omniglot .venv/bin/python benchmarks/embed.py
 """
 from __future__ import annotations
@@ -38,7 +43,7 @@ def child(tasks: int, steps: int, warm_up: bool) -> None:
     import torch
 
     from metaviz import embed, services
-    from metaviz.embed_figures import embedding_scatter
+    from metaviz.embed_figures import map_data
     from pages import _embed
 
     torch.set_num_threads(1)
@@ -50,15 +55,16 @@ def child(tasks: int, steps: int, warm_up: bool) -> None:
                  {"steps": steps, "lr": 0.4, "adapt_layers": ("conv1", "conv2", "conv3", "conv4", "head")},
                  "umap", 0, {})
     embedding, measures = _embed.task_embedding(*arguments)
-    embedding_scatter(embedding, "alphabet").to_json()
-    cold = time.perf_counter() - start
-    mark = time.perf_counter()
+    json.dumps(map_data(embedding, "alphabet"))  # what the page hands its map component
+    cold, cold_cpu = time.perf_counter() - start, time.process_time()
+    mark, mark_cpu = time.perf_counter(), time.process_time()
     embedding, measures = _embed.task_embedding(*arguments)
-    embedding_scatter(embedding, "alphabet").to_json()
-    warm = time.perf_counter() - mark
+    json.dumps(map_data(embedding, "alphabet"))
+    warm, warm_cpu = time.perf_counter() - mark, time.process_time() - mark_cpu
     purity = measures["alphabet"]
-    print(json.dumps({"cold": cold, "warm": warm, "trustworthiness": embedding.trustworthiness,
-                      "purity": purity.observed, "chance": purity.chance, "load": os.getloadavg()[0]}))
+    print(json.dumps({"cold": cold, "cold_cpu": cold_cpu, "warm": warm, "warm_cpu": warm_cpu,
+                      "trustworthiness": embedding.trustworthiness, "purity": purity.observed,
+                      "chance": purity.chance, "load": os.getloadavg()[0]}))
 
 
 class _NoThread:
@@ -92,14 +98,15 @@ def adaptation_only(tasks: int, steps: int, repeats: int) -> list[tuple[str, flo
     model, names = checkpoint.build_model(), adapted_names(checkpoint.parameters, checkpoint.adapt_layers)
     sample = embed.sample_tasks("omniglot", "test", 5, 1, 5, tasks, one_group=True)
     ways = {"task by task": (10, False), "vmap, 10 a batch": (10, True), "vmap, 25 a batch": (25, True)}
-    times: dict[str, list[float]] = {way: [] for way in ways}
+    times: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
     for _ in range(repeats):
         for way, (size, vectorise) in ways.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for first in range(0, tasks, size):
                 embed._adapt_batch(model, checkpoint, names, sample[first : first + size], steps, 0.4, vectorise)
-            times[way].append(1000 * (time.perf_counter() - start) / tasks)
-    return [(way, min(values)) for way, values in times.items()]
+            times[way].append((1000 * (time.perf_counter() - start) / tasks,
+                               1000 * (time.process_time() - start_cpu) / tasks))
+    return [(way, min(wall for wall, _ in values), min(cpu for _, cpu in values)) for way, values in times.items()]
 
 
 def main() -> None:
@@ -117,7 +124,8 @@ def main() -> None:
         sys.exit(f"{CHECKPOINT} is missing")
     print(f"{args.tasks} Omniglot 5-way 1-shot tasks (one alphabet each) x {args.steps} steps -> UMAP map; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    header = f"{'cold run':<36} {'cold s':>7} {'+ start':>8} {'warm s':>7} {'trust':>6} {'purity':>7} {'chance':>7} {'load':>5}"
+    header = (f"{'cold run':<38} {'cold s':>7} {'CPU s':>6} {'+ start':>8} {'warm s':>7} {'trust':>6} {'purity':>7} "
+              f"{'chance':>7} {'load':>5}")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as numba_cache:
@@ -125,17 +133,18 @@ def main() -> None:
                 ("numba cache filled, no warm-up thread", False)]
         for label, warm_up in runs:
             row = cold_run(args.tasks, args.steps, numba_cache, warm_up)
-            print(f"{label:<36} {row['cold']:>7.1f} {row['process']:>8.1f} {row['warm']:>7.3f} "
+            print(f"{label:<38} {row['cold']:>7.1f} {row['cold_cpu']:>6.1f} {row['process']:>8.1f} {row['warm']:>7.3f} "
                   f"{row['trustworthiness']:>6.3f} {row['purity']:>7.3f} {row['chance']:>7.3f} {row['load']:>5.1f}",
                   flush=True)
-    print("cold s: from the process's first import to the figure serialised; + start: with interpreter start "
-          "and exit; warm s: the page's rerun (stored result + figure)")
+    print("cold s: from the process's first import to the map's data serialised; CPU s: the CPU time it used "
+          "(all threads); + start: with interpreter start and exit; warm s: the page's rerun (stored result + "
+          "map data)")
     print(f"\nAdaptation alone, {min(args.tasks, 200)} tasks x {args.steps} steps, best of {args.repeats} "
           "(ms per task, incl. before/after metrics)")
     rows = adaptation_only(min(args.tasks, 200), args.steps, args.repeats)
-    baseline = rows[0][1]
-    for way, ms in rows:
-        print(f"  {way:<20} {ms:>7.1f} ms  {baseline / ms:>5.2f}x")
+    baseline = rows[0][2]
+    for way, wall, cpu in rows:
+        print(f"  {way:<20} {wall:>7.1f} ms wall {cpu:>7.1f} ms CPU  {baseline / cpu:>5.2f}x (CPU)")
 
 
 if __name__ == "__main__":

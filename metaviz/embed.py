@@ -142,10 +142,14 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
                              lr=lr, adapt=names, first_order=True)[-1] for task in tasks]
         adapted = {name: torch.stack([final[name].detach() for final in finals]) for name in names}
     with torch.no_grad():
+        # Support and query images in one forward pass per parameter set: each image is
+        # normalised on its own (DESIGN.md), so its output does not depend on its batch.
+        images, shots = torch.cat([support_x, query_x], 1), support_x.shape[1]
         outputs = {}
         for when, params, dims in (("before", start, None), ("after", adapted, 0)):
             batched = vmap(forward, in_dims=(dims, 0))  # theta_0 is shared; adapted parameters are per task
-            outputs[when] = (batched(params, support_x), batched(params, query_x))
+            both = batched(params, images)
+            outputs[when] = (both[:, :shots], both[:, shots:])
     metrics = {}
     per_task_loss = vmap(task_loss)
     for when, (support_out, query_out) in outputs.items():

@@ -18,7 +18,7 @@ from metaviz.tasks import Task
 
 GREY_LEVELS = 16  # kept per pixel: a strip halves in size and the characters look the same
 STRIP_GAP = 2  # pixels between two images of a strip
-GAP_GREY = 0.75  # of the gap between images: lighter than ink, darker than paper
+GAP_GREY = 0.3  # ink in the gap between images: a light grey line, darker than paper, lighter than strokes
 WAVE_WIDTH, WAVE_HEIGHT = 168, 64  # the sketch's size in screen pixels
 WAVE_SAMPLES = 48  # points along the drawn curve
 WAVE_COLOUR, POINT_COLOUR = "#1f77b4", "#ff7f0e"  # metaviz.figures' support-set colours

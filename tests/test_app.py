@@ -85,13 +85,13 @@ def test_every_page_renders(checkpoint_dir, dataset):
         "pages/4_Saliency.py": ["Saliency maps explain image models"] if dataset == "sinusoid" else
         ["What the model looks at in each new image", "Can this map be trusted?", "deletion area"],
         "pages/5_Layers.py": ["This task", "moved most", "Many tasks"],
-        "pages/6_Task_embeddings.py": ["Tasks number 0 to 199", "Trustworthiness", "Click a point"],
+        "pages/6_Task_embeddings.py": ["Tasks number 0 to 199", "Trustworthiness", "Hover over a point"],
     }
     figures = {"pages/1_Checkpoint.py": {1}, "pages/2_Task.py": {1},
                "pages/3_Adaptation.py": {1} if dataset == "sinusoid" else {2, 3},  # 3 when an answer changed
                "pages/4_Saliency.py": {0} if dataset == "sinusoid" else {2},  # maps, deletion/insertion
                "pages/5_Layers.py": {3},  # layers x steps, per tensor, per filter (many tasks on request)
-               "pages/6_Task_embeddings.py": {1}}  # the map (a clicked task's images below it)
+               "pages/6_Task_embeddings.py": {0}}  # the map is a component of its own (pages/_embed_map.py)
     for page in PAGES:
         visit(app, page)
         text = all_text(app) + " ".join(widget.label for widget in app.number_input)
@@ -100,6 +100,8 @@ def test_every_page_renders(checkpoint_dir, dataset):
         assert not app.error, f"{page}: {[error.value for error in app.error]}"
         assert "Traceback" not in text
         assert len(app.get("plotly_chart")) in figures[page], f"{page}: a figure is missing"
+        if page == "pages/6_Task_embeddings.py":
+            assert len(app.get("bidi_component")) == 1, "the task map is missing"
         # The sidebar picker proves app.py ran around the page (see the url_path note there).
         assert app.selectbox(key="checkpoint_path").value == str(checkpoint_dir / f"{dataset}-test.safetensors")
 
