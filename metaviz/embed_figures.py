@@ -23,15 +23,15 @@ if TYPE_CHECKING:
     from metaviz.embed import Embedding
 
 # metadata column -> what a legend, colour bar or picker calls it
-COLOUR_FIELDS = {
+COLOUR_FIELDS = {  # in this order in the picker; the first a map has is its first colouring
     "alphabet": "Alphabet",
+    "amplitude": "Amplitude of the wave",  # what a sine wave's map orders best: the first thing to show
+    "phase": "Phase of the wave",
     "query_accuracy_after": "New images recognised after adapting",
     "query_accuracy_before": "New images recognised before adapting",
     "support_loss_after": "Loss on the examples after adapting",
     "query_loss_after": "Error on new points after adapting",
     "update_norm": "Size of the update",
-    "amplitude": "Amplitude of the wave",
-    "phase": "Phase of the wave",
 }
 PERCENT_FIELDS = {"query_accuracy_after", "query_accuracy_before"}
 METHOD_AXES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}

@@ -7,8 +7,10 @@ trigger value); tests/test_embed_browser.py hovers and clicks in Chromium. Each 
 """
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
+import plotly
 import pytest
 
 from metaviz import embed, services
@@ -85,6 +87,11 @@ def test_the_page_draws_the_map(checkpoint_dir, dataset):
     assert rows == list(range(20))  # every point names its task
     colours = app.selectbox(key="embed_colour").options
     assert "Size of the update" in colours and ("Amplitude of the wave" in colours) == (dataset == "sinusoid")
+    if dataset == "sinusoid":  # a sine wave's map opens coloured by what it orders best
+        assert colours[0] == "Amplitude of the wave"
+    url = map_data(app)["plotly_url"]  # plotly.js from this server's copy of the plotly package, no CDN
+    assert url.startswith("/component/") and url.endswith("/plotly.min.js")
+    assert (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").is_file()
     assert all(trace.get("hoverinfo") == "none" for trace in points)  # the component's card replaces the label
     cards = map_data(app)["cards"]
     assert [card["title"] for card in cards] == [f"Task number {seed}" for seed in range(20)]
