@@ -72,13 +72,15 @@ def sine_lesson_figure(task: Task, meta: SineAdaptation, baseline: SineAdaptatio
     fig.update_xaxes(title_text="x", zeroline=False)
     fig.update_yaxes(title_text="y", row=1, col=1)
     fig.update_layout(
-        height=520, margin={"l": 10, "r": 10, "t": 70, "b": 10}, plot_bgcolor="white", hovermode="closest",
-        legend={"orientation": "h", "y": -0.32, "x": 0.5, "xanchor": "center"},
-        sliders=[{"active": step, "currentvalue": {"prefix": "Learning step: "}, "pad": {"t": 45}, "len": 0.8,
-                  "x": 0.2, "steps": [{"label": str(k), "method": "animate", "args": [[str(k)], every]}
-                                      for k in range(steps + 1)]}],
-        updatemenus=[{"type": "buttons", "direction": "left", "x": 0.0, "y": -0.105, "yanchor": "top",
-                      "xanchor": "left", "showactive": False, "pad": {"t": 45},
+        # the legend above the panels' titles; the Play button and the slider below the x axes
+        height=600, margin={"l": 10, "r": 10, "t": 110, "b": 10}, plot_bgcolor="white", hovermode="closest",
+        legend={"orientation": "h", "y": 1.2, "yanchor": "bottom", "x": 0.5, "xanchor": "center"},
+        sliders=[{"active": step, "currentvalue": {"prefix": "Learning step: "}, "pad": {"t": 50}, "len": 0.82,
+                  "x": 0.18, "y": 0, "yanchor": "top",
+                  "steps": [{"label": str(k), "method": "animate", "args": [[str(k)], every]}
+                            for k in range(steps + 1)]}],
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 0.0, "y": 0, "yanchor": "top",
+                      "xanchor": "left", "showactive": False, "pad": {"t": 78},
                       "buttons": [{"label": "▶ Play", "method": "animate", "args": [None, play]},
                                   {"label": "❚❚ Pause", "method": "animate", "args": [[None], every]}]}],
     )

@@ -70,7 +70,8 @@ st.plotly_chart(sine_lesson_figure(task, meta, pretrained), width="stretch", con
 st.caption("Grey: the true wave, hidden from the models except for the blue points. Orange: what each model draws "
            "after the step on the slider (dotted: before it learned anything). Press ▶ Play to watch both learn "
            "step by step. The meta-learned start was trained to be a good place to learn from; the pre-trained "
-           "one learned the average of all waves, which is nearly flat, so a few small steps barely move it.")
+           "one learned the average of all waves (a low wave in the middle of them all), and a few small steps "
+           "barely move it.")
 st.markdown(lesson_text(meta, pretrained))
 
 st.subheader("The error, step by step")

@@ -196,7 +196,14 @@ def screenshot(page, name: str, readme: bool = True, width: int = 1300) -> None:
     page.wait_for_timeout(300)  # one layout pass for plotly's resize (not a wait on the app)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size({"width": width, "height": 900})
-    if readme and os.environ.get("METAVIZ_UPDATE_SCREENSHOTS") == "1":  # `make screenshots`
+    if readme:
+        for_readme(path, name)
+
+
+def for_readme(path: Path, name: str) -> None:
+    """With METAVIZ_UPDATE_SCREENSHOTS=1 (`make screenshots`), the screenshot at `path` also
+    becomes docs/screenshots/<name>.png."""
+    if os.environ.get("METAVIZ_UPDATE_SCREENSHOTS") == "1":
         from PIL import Image
 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_browser import (  # noqa: F401 (fixtures)
-    ARTIFACTS, SCREENSHOTS, browser, idle, page, server_url, settled,
+    ARTIFACTS, browser, for_readme, idle, page, server_url, settled,
 )
 from tests.test_report import Parsed
 
@@ -45,6 +45,7 @@ def open_offline(browser, report: Path, name: str) -> dict:  # noqa: F811
         tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         tab.set_viewport_size({"width": 1300, "height": 1500})
         tab.screenshot(path=str(ARTIFACTS / f"{name}-top.png"))
+        for_readme(ARTIFACTS / f"{name}-top.png", "report")
     finally:
         context.close()
     return {**drawn, "expected": expected, "requests": requests}
