@@ -134,7 +134,7 @@ st.caption(f"Hover over a point to see {picture} and how adapting went; click it
            "tasks sit near which others means something. "
            + ("The red ring marks the current task (the one on the Task page)." if current else ""))
 
-if clicked is not None and clicked < len(embedding):
+if clicked is not None and 0 <= clicked < len(embedding):
     # The clicked task becomes the current task, set as the Task page sets it; the Adaptation
     # page then replays it with the very settings it moved with here.
     store_task_settings(TaskSettings(shots=settings.shots, queries=settings.queries, seed=int(seeds[clicked]),
