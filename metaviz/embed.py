@@ -21,6 +21,7 @@ functions: nothing here slows the dashboard's start.
 """
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -160,6 +161,7 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
     return {name: value.detach() for name, value in adapted.items()}, metrics
 
 
+@functools.lru_cache(maxsize=4)  # drawing the matrix takes seconds; transform only reads it, so maps share it
 def _sketcher(width: int, random_state: int):
     if width <= SKETCH_WIDTH:
         return None
