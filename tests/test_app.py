@@ -15,7 +15,7 @@ from metaviz.models import ConvNetConfig, MLPConfig, build_model, model_config_t
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ("pages/1_Checkpoint.py", "pages/2_Task.py", "pages/3_Adaptation.py", "pages/4_Saliency.py",
-         "pages/5_Layers.py", "pages/6_Task_embeddings.py")
+         "pages/5_Layers.py", "pages/6_Task_embeddings.py", "pages/7_Sine_waves.py")
 HISTORY = {"iteration": [50, 100, 150], "meta_loss": [1.5, 1.1, 0.8], "meta_accuracy": [0.4, 0.6, 0.7],
            "val_iteration": [100, 150], "val_metric": [0.55, 0.65]}
 META_TEST = {"metric": "accuracy", "mean": 0.712, "ci95": 0.021, "tasks": 600, "steps": 3}
@@ -86,12 +86,16 @@ def test_every_page_renders(checkpoint_dir, dataset):
         ["What the model looks at in each new image", "Can this map be trusted?", "deletion area"],
         "pages/5_Layers.py": ["This task", "moved most", "Many tasks"],
         "pages/6_Task_embeddings.py": ["Tasks number 0 to 199", "Trustworthiness", "Hover over a point"],
+        # one checkpoint only: the lesson says which of its two models is missing (tests/test_sine_lesson.py has both)
+        "pages/7_Sine_waves.py": ["Learning to learn, on sine waves", "This lesson needs a "
+                                  + ("pre-trained" if dataset == "sinusoid" else "meta-learned")],
     }
     figures = {"pages/1_Checkpoint.py": {1}, "pages/2_Task.py": {1},
                "pages/3_Adaptation.py": {1} if dataset == "sinusoid" else {2, 3},  # 3 when an answer changed
                "pages/4_Saliency.py": {0} if dataset == "sinusoid" else {2},  # maps, deletion/insertion
                "pages/5_Layers.py": {3},  # layers x steps, per tensor, per filter (many tasks on request)
-               "pages/6_Task_embeddings.py": {0}}  # the map is a component of its own (pages/_embed_map.py)
+               "pages/6_Task_embeddings.py": {0},  # the map is a component of its own (pages/_embed_map.py)
+               "pages/7_Sine_waves.py": {0}}
     for page in PAGES:
         visit(app, page)
         text = all_text(app) + " ".join(widget.label for widget in app.number_input)

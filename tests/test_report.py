@@ -199,7 +199,7 @@ def test_every_page_offers_the_report_in_its_sidebar(tmp_path, monkeypatch):
     monkeypatch.setenv(services.CHECKPOINT_DIR_VARIABLE, str(tmp_path))
     write_checkpoint(tmp_path, name="digits-pages")
     app = start()
-    for page in PAGES[:-1]:  # Task embeddings computes a map on arrival: its own tests visit it
+    for page in [page for page in PAGES if "Task_embeddings" not in page]:  # it computes a map on arrival
         visit(app, page)
         buttons = [element for element in app.get("download_button") if element.proto.label == BUTTON_LABEL]
         assert len(buttons) == 1, f"{page}: no report button in the sidebar"
