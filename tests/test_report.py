@@ -225,3 +225,18 @@ def test_the_re_create_command_re_creates_the_task(digits_checkpoint, choice):
     assert again.class_names == task.class_names
     assert torch.equal(again.support_x, task.support_x) and torch.equal(again.query_x, task.query_x)
     assert ("--classes" in command) == ("classes" in choice)
+
+
+def test_the_sidebar_report_of_an_uploaded_task_names_its_files(tmp_path):
+    from metaviz.uploads import read_zip
+    from pages._report import report_html
+    from pages._upload import SOURCE_KEY, UPLOAD_KEY, UPLOADED
+
+    path = str(write_checkpoint(tmp_path, name="digits-upload-sidebar"))
+    images = read_zip(_zip({f"{HOSTILE} {index}": 3 for index in range(5)}))
+    state = {SOURCE_KEY: UPLOADED, UPLOAD_KEY: {"label": f"the zip file {HOSTILE}.zip", "signature": "f" * 64,
+                                                "images": images}}
+    page = Parsed(report_html({"path": path, "state": state, "link": {}}))
+    assert "f" * 64 in page.all_text and images.content_sha256 in page.all_text
+    assert f"the zip file {HOSTILE}.zip" in page.all_text and "--upload" in page.all_text
+    assert not any(tag == "img" and "onerror" in attrs for tag, attrs in page.tags)
