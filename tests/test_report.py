@@ -6,7 +6,6 @@ import io
 import zipfile
 from datetime import datetime, timezone
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_browser import (  # noqa: F401 (fixtures)
-    ARTIFACTS, browser, for_readme, idle, page, server_url, settled,
+    ARTIFACTS, browser, for_readme, page, server_url, settled,
 )
 from tests.test_report import Parsed
 
