@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
 PORT ?= 8501
 
-.PHONY: run test test-fast screenshots benchmarks clean-venv
+.PHONY: run test test-fast screenshots bench benchmarks clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,12 @@ test-fast: $(TEST_STAMP)
 screenshots: $(TEST_STAMP)
 	METAVIZ_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser.py tests/test_browser_saliency.py
 
-benchmarks: $(TEST_STAMP)
+# Every benchmark, each against its peer in the same run (benchmarks/README.md).
+bench benchmarks: $(TEST_STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/adaptation.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/pages.py --threads 1
+	OMP_NUM_THREADS=1 $(PY) benchmarks/interactions.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/explain.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/load.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/embed.py
