@@ -27,7 +27,7 @@ run: $(RUNTIME_STAMP)
 	$(PY) -m streamlit run app.py --server.address localhost --server.port $(PORT)
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=15
 
 # Unit tests only: seconds, no browser, no training.
 test-fast: $(TEST_STAMP)

@@ -48,7 +48,9 @@ def checkpoint_dir(tmp_path, monkeypatch) -> Path:
 
 
 def start(**query_params) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=60)
+    # A generous limit: these tests check what pages show, not how fast (benchmarks/ times them);
+    # a busy CI machine made a first visit of a page (cold caches, numba compiling) pass 60 s.
+    app = AppTest.from_file(APP, default_timeout=300)
     app.query_params.update(query_params)
     return app.run()
 

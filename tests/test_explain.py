@@ -132,7 +132,7 @@ def test_nothing_is_mutated(digits):
 def test_unknown_methods_and_settings_are_refused(tiny):
     checkpoint, task, trace = tiny
     with pytest.raises(ValueError, match="unknown method"):
-        attribute(checkpoint, trace, 0, "LIME", task.query_x)
+        attribute(checkpoint, trace, 0, "Crystal ball", task.query_x)
     with pytest.raises(ValueError, match="no settings"):
         attribute(checkpoint, trace, 0, "Saliency", task.query_x, n_steps=3)
     with pytest.raises(ValueError, match="unknown baseline"):
