@@ -26,12 +26,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from metaviz.checkpoint_format import BUFFER_PREFIX, FORMAT, METADATA_KEY
 from metaviz.models import ConvNetConfig, build_model, layer_of, model_config_to_dict
 from metaviz.safety import require_safe_environment
-
-FORMAT = "metaviz-checkpoint/1"
-METADATA_KEY = "metaviz"
-BUFFER_PREFIX = "buffer::"  # buffers (BatchNorm running stats) share the file with parameters
 
 
 class CheckpointError(ValueError):

@@ -7,12 +7,13 @@ trains, and running statistics (never batch statistics) for imported BatchNorm m
 """
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from metaviz.layer_names import layer_of
 
 NORMS = ("layer", "batch_running", "none")
 
@@ -180,24 +181,6 @@ def build_model(config: dict | ConvNetConfig | MLPConfig) -> nn.Module:
         config = model_config_from_dict(config)
     model = ConvNet(config) if isinstance(config, ConvNetConfig) else MLP(config)
     return model.eval()
-
-
-_LAYER_PATTERNS = (
-    (re.compile(r"^blocks\.(\d+)\."), "conv{}"),
-    (re.compile(r"^layers\.(\d+)\."), "fc{}"),
-    (re.compile(r"^norms\.(\d+)\."), "fc{}"),  # an MLP's per-image normalisation of that layer
-)
-
-
-def layer_of(parameter_name: str) -> str:
-    """The user-facing layer a parameter belongs to: conv1..conv4 / fc1.. / head."""
-    if parameter_name.startswith("head."):
-        return "head"
-    for pattern, template in _LAYER_PATTERNS:
-        match = pattern.match(parameter_name)
-        if match:
-            return template.format(int(match.group(1)) + 1)
-    raise ValueError(f"parameter {parameter_name!r} belongs to no known layer")
 
 
 def layer_names(model: nn.Module) -> tuple[str, ...]:

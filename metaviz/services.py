@@ -17,6 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metaviz.checkpoint_format import BUFFER_PREFIX, FORMAT, read_header
+from metaviz.layer_names import layer_of
+
 if TYPE_CHECKING:
     from metaviz.checkpoints import Checkpoint
 
@@ -24,7 +27,6 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_DIR_VARIABLE = "METAVIZ_CHECKPOINT_DIR"
 DEFAULT_DATASET = "digits"  # works offline, so it is the checkpoint the dashboard opens first
 DEFAULT_QUERIES = 5  # query images per class on screen: enough to read an accuracy from
-HEADER_LIMIT = 16 * 2**20  # a metaviz header is a few kB; anything far larger is not one
 
 # Short names fit the checkpoint card; the descriptions are its tooltips.
 ALGORITHM_NAMES = {"maml": "MAML", "fomaml": "First-order MAML", "anil": "ANIL", "reptile": "Reptile",
@@ -82,22 +84,66 @@ class CheckpointFile:
         return f"{dataset}, {task_shape(self.metadata.get('ways', 0), self.metadata.get('shots', 0))}"
 
 
-def read_header_metadata(path: Path) -> dict | None:
-    """A checkpoint's metaviz metadata from its safetensors header, without loading tensors.
+def read_header_metadata(path: str | Path) -> dict | None:
+    """A checkpoint's metaviz metadata from its safetensors header, without loading tensors."""
+    header = read_header(path)
+    return header[0] if header else None
 
-    The layout (8-byte little-endian header length, then a JSON header whose "__metadata__"
-    holds the metaviz JSON) is safetensors' own; see metaviz.checkpoints for the writer.
-    """
-    try:
-        with open(path, "rb") as file:
-            length = int.from_bytes(file.read(8), "little")
-            if not 0 < length <= HEADER_LIMIT:
-                return None
-            header = json.loads(file.read(length))
-        metadata = json.loads(header.get("__metadata__", {}).get("metaviz", "null"))
-    except (OSError, ValueError, AttributeError, TypeError):
+
+@dataclass(frozen=True)
+class CheckpointCard:
+    """What the Checkpoint page shows about a checkpoint, read from its file header only, so the
+    first page appears without importing torch. The same fields as metaviz.checkpoints.Checkpoint
+    (which also checks that the weights fit the network) minus the tensors."""
+
+    name: str
+    algorithm: str
+    dataset: str
+    ways: int
+    shots: int
+    queries: int
+    inner_lr: float
+    inner_steps: int
+    adapt_layers: tuple[str, ...] | None
+    layers: tuple[str, ...]
+    model_config: dict
+    test_split: str
+    history: dict
+    metrics: dict
+    created: str
+    extra: dict
+    path: str
+    content_hash: str
+
+    @property
+    def is_regression(self) -> bool:
+        return self.dataset == "sinusoid"
+
+
+def read_card(path: str | Path, content_hash: str) -> CheckpointCard | None:
+    """The card of a metaviz checkpoint file; None when its header lacks what the card needs
+    (loading the file with metaviz.checkpoints then says what is wrong)."""
+    header = read_header(path)
+    if header is None:
         return None
-    return metadata if isinstance(metadata, dict) else None
+    metadata, tensor_names = header
+    try:
+        layers = tuple(sorted({layer_of(name) for name in tensor_names if not name.startswith(BUFFER_PREFIX)},
+                             key=_layer_order))  # the header lists names alphabetically
+        adapt_layers = metadata.get("adapt_layers")
+        card = CheckpointCard(
+            name=str(metadata["name"]), algorithm=str(metadata["algorithm"]), dataset=str(metadata["dataset"]),
+            ways=int(metadata["ways"]), shots=int(metadata["shots"]), queries=int(metadata["queries"]),
+            inner_lr=float(metadata["inner_lr"]), inner_steps=int(metadata["inner_steps"]),
+            adapt_layers=tuple(adapt_layers) if adapt_layers is not None else None, layers=layers,
+            model_config=dict(metadata["model_config"]), test_split=str(metadata.get("test_split", "test")),
+            history=dict(metadata.get("history") or {}), metrics=dict(metadata.get("metrics") or {}),
+            created=str(metadata.get("created", "")), extra=dict(metadata.get("extra") or {}),
+            path=str(path), content_hash=content_hash,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return card if metadata.get("format") == FORMAT else None
 
 
 def find_checkpoints(directory: Path | None = None) -> list[CheckpointFile]:
@@ -191,7 +237,7 @@ def network_text(model_config: dict) -> str:
     return f"fully connected, hidden layers {sizes}{norm}"
 
 
-def adapted_layers_text(checkpoint: Checkpoint) -> str:
+def adapted_layers_text(checkpoint: Checkpoint | CheckpointCard) -> str:
     layers = sorted(checkpoint.layers, key=_layer_order)
     if checkpoint.adapt_layers is None or set(checkpoint.adapt_layers) >= set(layers):
         return f"all layers ({', '.join(layers)})"
@@ -203,7 +249,7 @@ def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
     return f"{count} {noun if count == 1 else plural_noun or noun + 's'}"
 
 
-def inner_loop_text(checkpoint: Checkpoint) -> str:
+def inner_loop_text(checkpoint: Checkpoint | CheckpointCard) -> str:
     return f"{plural(checkpoint.inner_steps, 'gradient step')}, learning rate {checkpoint.inner_lr:g}"
 
 

@@ -25,6 +25,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from metaviz.checkpoint_format import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES
 from metaviz.checkpoints import (
     Checkpoint, CheckpointError, checkpoint_from_bytes, import_state_dict, load_checkpoint, save_checkpoint,
 )
@@ -32,8 +33,6 @@ from metaviz.data import SPLITS
 from metaviz.safety import require_safe_environment
 from metaviz.training import ALGORITHMS as TRAINED_BY
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
-MAX_CHECKPOINT_BYTES = 20 * 2**20  # the server's upload cap (.streamlit/config.toml); metaviz's nets are < 2 MB
 MAX_KEPT_UPLOADS = 32  # uploaded checkpoints kept on the server; the oldest go first
 DATASETS = ("digits", "omniglot", "sinusoid")  # what metaviz.data can sample tasks from
 ALGORITHMS = (*TRAINED_BY, "imported")  # what metaviz trains, and imported weights

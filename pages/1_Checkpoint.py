@@ -3,11 +3,11 @@ import streamlit as st
 
 from metaviz import services
 from metaviz.figures import training_curves
-from pages._shared import TASK_PAGE, ensure_app, selected_checkpoint
+from pages._shared import TASK_PAGE, ensure_app, selected_card, selected_checkpoint
 
 ensure_app()
 
-checkpoint = selected_checkpoint()
+checkpoint = selected_card()  # the header only: the page appears before torch is imported
 if checkpoint is None:
     directory = services.checkpoint_dir()
     st.title("Welcome to metaviz")
@@ -30,6 +30,7 @@ if checkpoint is None:
 st.title(checkpoint.name)
 st.caption("A meta-trained model: a starting point from which a few examples of a new task are "
            "enough to adapt it to that task.")
+weights_check = st.container()  # a file whose weights do not fit its header says so here, at the top
 
 with st.container(border=True):
     columns = st.columns([1, 1, 1.4, 1.2])
@@ -75,3 +76,6 @@ else:
     st.caption("This checkpoint carries no training curves (it may have been imported).")
 
 st.page_link(TASK_PAGE, label="Next: sample a task for this model", icon=":material/arrow_forward:")
+
+with weights_check:  # last, once the card is on screen: opens the weights (torch), as every other page will
+    selected_checkpoint()

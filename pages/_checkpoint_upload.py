@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from metaviz import services
+from metaviz.checkpoint_format import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES
 
 PATHS_KEY = "uploaded_checkpoint_paths"  # this session's uploads, in upload order
 LAST_KEY = "uploaded_checkpoint_last"  # sha256 of the file last read: a rerun does not read it again
@@ -45,8 +46,6 @@ def _read(file, chosen_key: str) -> None:
 
 def checkpoint_upload(chosen_key: str) -> list[services.CheckpointFile]:
     """The upload box (call inside the sidebar); returns this session's uploaded checkpoints."""
-    from metaviz.user_checkpoints import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES
-
     with st.expander("Upload a checkpoint", key="checkpoint_upload_expander"):
         file = st.file_uploader(
             "Checkpoint file", type=[suffix.strip(".") for suffix in CHECKPOINT_SUFFIXES], key=WIDGET_KEY,

@@ -3,6 +3,8 @@
 Checkpoints come from a temporary folder (METAVIZ_CHECKPOINT_DIR), written here from an
 untrained model: the pages must work for any checkpoint, trained or not.
 """
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -237,6 +239,44 @@ def test_an_unreadable_checkpoint_is_a_plain_error(checkpoint_dir):
     assert "not a checkpoint metaviz can open" in app.error[0].value
     visit(app, "pages/2_Task.py")
     assert "not a checkpoint metaviz can open" in app.error[0].value
+
+
+def test_weights_that_do_not_fit_their_header_are_an_error_on_the_checkpoint_page(checkpoint_dir):
+    # The card comes from the header alone; the page then opens the weights and says they are wrong.
+    small = build_model(ConvNetConfig(out_features=5, hidden=8))
+    write_checkpoint(checkpoint_dir, name="mismatched",
+                     parameters={key: value.detach() for key, value in small.named_parameters()})
+    app = start()
+    assert not app.exception
+    assert app.title[0].value == "mismatched"
+    assert len(app.error) == 1 and "not a checkpoint metaviz can open" in app.error[0].value
+
+
+SHIPPED = services.find_checkpoints(services.REPOSITORY_ROOT / "checkpoints")
+
+
+@pytest.mark.parametrize("file", SHIPPED, ids=lambda file: file.path.stem)
+def test_the_header_card_says_what_the_loaded_checkpoint_says(file):
+    from metaviz.checkpoints import load_checkpoint
+
+    checkpoint = load_checkpoint(file.path)
+    card = services.read_card(file.path, services.file_sha256(file.path))
+    for field in ("name", "algorithm", "dataset", "ways", "shots", "queries", "inner_lr", "inner_steps",
+                  "adapt_layers", "layers", "model_config", "test_split", "history", "metrics", "created",
+                  "extra", "content_hash", "is_regression"):
+        assert getattr(card, field) == getattr(checkpoint, field), field
+    assert services.adapted_layers_text(card) == services.adapted_layers_text(checkpoint)
+
+
+def test_the_first_page_reads_its_card_without_importing_torch():
+    # torch's import takes seconds: the sidebar's upload box and the Checkpoint page's card wait for none of it.
+    path = services.default_checkpoint(SHIPPED).path
+    code = ("import sys; from metaviz import services; import pages._checkpoint_upload; "
+            f"card = services.read_card({str(path)!r}, ''); "
+            "print(card.name, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=services.REPOSITORY_ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.split() == [path.stem, "False"]
 
 
 def test_picker_helpers_read_headers_without_loading_weights(checkpoint_dir):
