@@ -1,7 +1,9 @@
 """Adaptation throughput: metaviz's functional inner loop against learn2learn's clone/adapt.
 
-Both adapt the same weights on the same 200 Omniglot 5-way 1-shot tasks for 5 steps
-(first order: the dashboard never needs second-order graphs for display). Prints tasks/s,
+All adapt the same weights on the same 200 Omniglot 5-way 1-shot tasks for 5 steps (first
+order: the dashboard never needs second-order graphs for display): metaviz task by task (as a
+single task on the Adaptation page), metaviz.batched a batch of tasks at a time (as the task
+embeddings do), learn2learn task by task. Prints tasks/s,
 the ratio, and the achieved GFLOP/s as a fraction of this machine's float32 matmul rate
 measured in the same run.
 
@@ -18,8 +20,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from metaviz.adaptation import inner_loop, task_loss
+from metaviz.batched import adapt_tasks
 from metaviz.data import load_classes
 from metaviz.models import ConvNetConfig, build_model
+from metaviz.embed import BATCH_SIZE
 from metaviz.tasks import TaskSampler
 
 
@@ -37,6 +41,19 @@ def adapt_metaviz(model, tasks, steps, lr):
     names = tuple(params)
     return [inner_loop(model, params, {}, t.support_x, t.support_y, steps=steps, lr=lr, adapt=names,
                        first_order=True)[-1] for t in tasks]
+
+
+def adapt_metaviz_batched(model, tasks, steps, lr, batch_size=BATCH_SIZE):
+    """metaviz.batched, as the task-embedding page adapts its tasks: a batch at a time."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    names = tuple(params)
+    results = []
+    for start in range(0, len(tasks), batch_size):
+        batch = tasks[start : start + batch_size]
+        adapted = adapt_tasks(model, params, names, torch.stack([t.support_x for t in batch]),
+                              torch.stack([t.support_y for t in batch]), steps, lr)
+        results += [{name: value[index] for name, value in adapted.items()} for index in range(len(batch))]
+    return results
 
 
 def adapt_learn2learn(model, tasks, steps, lr):
@@ -78,6 +95,9 @@ def main() -> None:
     ours = adapt_metaviz(model, tasks[:3], args.steps, 0.4)
     theirs = adapt_learn2learn(copy.deepcopy(model), tasks[:3], args.steps, 0.4)
     max_difference = max((o[k] - t[k]).abs().max().item() for o, t in zip(ours, theirs) for k in o)
+    together = adapt_metaviz_batched(model, tasks[:BATCH_SIZE], args.steps, 0.4)
+    eager = adapt_metaviz(model, tasks[:BATCH_SIZE], args.steps, 0.4)
+    batched_difference = max((o[k] - e[k]).abs().max().item() for o, e in zip(together, eager) for k in o)
 
     with FlopCounterMode(display=False) as counter:
         adapt_metaviz(model, tasks[:1], args.steps, 0.4)
@@ -86,17 +106,20 @@ def main() -> None:
     peak = matmul_gflops()
     l2l_model = copy.deepcopy(model)
     seconds = best_times({"learn2learn clone/adapt": lambda: adapt_learn2learn(l2l_model, tasks, args.steps, 0.4),
-                          "metaviz inner_loop": lambda: adapt_metaviz(model, tasks, args.steps, 0.4)}, args.repeats)
+                          "metaviz inner_loop": lambda: adapt_metaviz(model, tasks, args.steps, 0.4),
+                          f"metaviz batched ({BATCH_SIZE})": lambda: adapt_metaviz_batched(model, tasks, args.steps, 0.4)},
+                         args.repeats)
     l2l_seconds = seconds["learn2learn clone/adapt"]
     rows = list(seconds.items())
     print(f"{args.tasks} Omniglot 5-way 1-shot tasks x {args.steps} steps, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; float32 matmul peak {peak:.1f} GFLOP/s")
-    print(f"{'implementation':<26}{'tasks/s':>10}{'GFLOP/s':>10}{'% of peak':>11}{'vs l2l':>9}")
+    print(f"{'implementation':<28}{'tasks/s':>10}{'GFLOP/s':>10}{'% of peak':>11}{'vs l2l':>9}")
     for name, seconds in rows:
         gflops = flops_per_task * args.tasks / seconds / 1e9
-        print(f"{name:<26}{args.tasks / seconds:>10.1f}{gflops:>10.2f}{100 * gflops / peak:>10.1f}%"
+        print(f"{name:<28}{args.tasks / seconds:>10.1f}{gflops:>10.2f}{100 * gflops / peak:>10.1f}%"
               f"{l2l_seconds / seconds:>8.2f}x")
     print(f"max |metaviz - learn2learn| over adapted parameters: {max_difference:.2e}")
+    print(f"max |batched - inner_loop| over adapted parameters ({BATCH_SIZE} tasks): {batched_difference:.2e}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Task embeddings: where adaptation moves the meta-parameters, for hundreds of tasks at once.
 
 One direction, one step per function: sample N tasks from a split (`sample_tasks`) -> adapt
-them all, vectorised over tasks with torch.func.vmap (`collect_updates`; the tests check it
-against the plain inner loop) -> update vectors dtheta = theta_K - theta_0 of every adapted
+them all, a batch of tasks at a time (`collect_updates`: metaviz.batched's matmul convolutions
+for the conv net, torch.func.vmap for the others; the tests check both against the plain inner loop) -> update vectors dtheta = theta_K - theta_0 of every adapted
 layer, or of one -> PCA (randomized solver), then UMAP, or PCA or t-SNE alone (`embed_updates`)
 -> an `Embedding`: 2-D coordinates with per-task metadata aligned row by row, and its
 trustworthiness. `neighbour_purity` and `neighbour_r2` measure what structure it shows.
@@ -28,7 +28,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
+from metaviz import batched
 from metaviz.adaptation import adapted_names, inner_loop, task_loss
 from metaviz.checkpoints import Checkpoint
 from metaviz.models import layer_of
@@ -40,9 +42,10 @@ METHODS = {"umap": "PCA, then UMAP", "tsne": "PCA, then t-SNE", "pca": "PCA alon
 DEFAULT_TASKS, MIN_TASKS, MAX_TASKS = 200, 20, 2000
 SKETCH_WIDTH = 2048  # update vectors wider than this are sketched to this many columns
 PCA_COMPONENTS = 50  # what UMAP / t-SNE start from (scikit-learn's advice for t-SNE)
-BATCH_SIZE = 10  # tasks adapted, measured and sketched together
-# One vmap(grad) per step for a batch's tasks: 1.3-1.8x faster than task by task here, at
-# 10 or 25 tasks a batch (benchmarks/embed.py; a busy machine, so a range).
+BATCH_SIZE = 20  # tasks adapted, measured and sketched together
+# A batch at once: for the conv net (metaviz.batched) about 2x faster than task by task at 20
+# tasks a batch, 1.7-1.8x at 10 or 40 (benchmarks/adaptation.py, a busy machine); for the
+# others one vmap(grad) per step, 1.3-1.8x at 10 or 25 (benchmarks/embed.py).
 VECTORISE = True
 NEIGHBOURS = 10  # k of the trustworthiness and neighbour measures
 
@@ -115,9 +118,9 @@ def sample_tasks(dataset: str, split: str, ways: int, shots: int, queries: int, 
 def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: Sequence[Task], steps: int,
                  lr: float, vectorise: bool) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """First-order inner loop (as metaviz.adaptation.adapt) for tasks of one shape: the adapted
-    parameters [B, ...] after `steps` steps, and per-task metrics (one vmapped forward pass).
-    `vectorise`: one vmap(grad) call per step for the whole batch, else metaviz's inner_loop
-    task by task."""
+    parameters [B, ...] after `steps` steps, and per-task metrics (one batched forward pass).
+    `vectorise`: the whole batch at once (metaviz.batched for the conv net, else one vmap(grad)
+    call per step), else metaviz's inner_loop task by task."""
     from torch.func import grad, vmap
 
     frozen = {name: value for name, value in checkpoint.parameters.items() if name not in names}
@@ -131,26 +134,32 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
 
     support_x, support_y = torch.stack([t.support_x for t in tasks]), torch.stack([t.support_y for t in tasks])
     query_x, query_y = torch.stack([t.query_x for t in tasks]), torch.stack([t.query_y for t in tasks])
+    # Support and query images in one forward pass per parameter set: each image is normalised
+    # on its own (DESIGN.md), so its output does not depend on its batch.
+    images, shots = torch.cat([support_x, query_x], 1), support_x.shape[1]
     start = {name: checkpoint.parameters[name].detach() for name in names}
-    if vectorise:
-        adapted = {name: value.expand(len(tasks), *value.shape) for name, value in start.items()}
-        step = vmap(grad(loss))
-        for _ in range(steps):
-            gradients = step(adapted, support_x, support_y)
-            adapted = {name: adapted[name] - lr * gradients[name] for name in names}
-    else:
-        finals = [inner_loop(model, checkpoint.parameters, buffers, task.support_x, task.support_y, steps=steps,
-                             lr=lr, adapt=names, first_order=True)[-1] for task in tasks]
-        adapted = {name: torch.stack([final[name].detach() for final in finals]) for name in names}
-    with torch.no_grad():
-        # Support and query images in one forward pass per parameter set: each image is
-        # normalised on its own (DESIGN.md), so its output does not depend on its batch.
-        images, shots = torch.cat([support_x, query_x], 1), support_x.shape[1]
-        outputs = {}
-        for when, params, dims in (("before", start, None), ("after", adapted, 0)):
-            batched = vmap(forward, in_dims=(dims, 0))  # theta_0 is shared; adapted parameters are per task
-            both = batched(params, images)
+    outputs = {}
+    if vectorise and batched.supports(model):  # the conv net: its convolutions as batched matmuls
+        adapted = batched.adapt_tasks(model, checkpoint.parameters, names, support_x, support_y, steps, lr)
+        for when, per_task in (("before", {}), ("after", adapted)):
+            both = batched.predict_tasks(model, checkpoint.parameters, per_task, images)
             outputs[when] = (both[:, :shots], both[:, shots:])
+    else:
+        if vectorise:
+            adapted = {name: value.expand(len(tasks), *value.shape) for name, value in start.items()}
+            step = vmap(grad(loss))
+            for _ in range(steps):
+                gradients = step(adapted, support_x, support_y)
+                adapted = {name: adapted[name] - lr * gradients[name] for name in names}
+        else:
+            finals = [inner_loop(model, checkpoint.parameters, buffers, task.support_x, task.support_y, steps=steps,
+                                 lr=lr, adapt=names, first_order=True)[-1] for task in tasks]
+            adapted = {name: torch.stack([final[name].detach() for final in finals]) for name in names}
+        with torch.no_grad():
+            for when, params, dims in (("before", start, None), ("after", adapted, 0)):
+                batched_forward = vmap(forward, in_dims=(dims, 0))  # theta_0 shared; adapted parameters per task
+                both = batched_forward(params, images)
+                outputs[when] = (both[:, :shots], both[:, shots:])
     metrics = {}
     per_task_loss = vmap(task_loss)
     for when, (support_out, query_out) in outputs.items():
@@ -333,11 +342,16 @@ def embed_updates(updates: TaskUpdates, method: str = "umap", random_state: int 
     """The update vectors projected to 2-D (see `project`), scored by trustworthiness: how many
     of each point's neighbours in the picture are also its neighbours among the update vectors
     (1 = all; around 0.5 for a random picture)."""
+    import sklearn.decomposition  # noqa: F401  (loads its BLAS before the limit below, which covers loaded libraries only)
     from sklearn.manifold import trustworthiness
 
-    coordinates, used = project(updates.vectors, method, random_state, **settings)
-    k = neighbour_count(len(coordinates))
-    score = float(trustworthiness(updates.vectors, coordinates, n_neighbors=k))
+    # One BLAS / OpenMP thread, as for torch (see pages/_shared.load_checkpoint): with every core
+    # busy, their spinning threads made a t-SNE of 160 points take 213 s instead of 11 s, and
+    # a PCA of them 19 s (a loaded 2-core machine); at <= 2,000 points one thread loses little.
+    with threadpool_limits(limits=1):
+        coordinates, used = project(updates.vectors, method, random_state, **settings)
+        k = neighbour_count(len(coordinates))
+        score = float(trustworthiness(updates.vectors, coordinates, n_neighbors=k))
     return Embedding(coordinates, dict(updates.metadata), method, used, random_state, score, k)
 
 

@@ -37,14 +37,16 @@ st.caption("Each row is a layer, from the input (top) to the output (bottom). Th
 st.plotly_chart(update_heatmap(norms), width="stretch", config={"displayModeBar": False})
 step = st.slider("Adaptation step to show below", 0, steps, value=steps, key=f"layers_step_{key}_{steps}") \
     if steps else 0
-by_tensor, by_unit = st.tabs(["Each weight tensor", "Each filter"])
+convolutional = checkpoint.model_config.get("kind", "conv") == "conv"
+by_tensor, by_unit = st.tabs(["Each weight tensor", "Each filter" if convolutional else "Each unit"])
 with by_tensor:
     st.caption("Absolute change (left) grows with a tensor's size; relative change (right) is in % of the "
                "tensor's own size, so small and large tensors compare fairly.")
     st.plotly_chart(update_bars(norms, step), width="stretch", config={"displayModeBar": False})
 with by_unit:
-    st.caption("Each filter of a convolution layer (each class, for the head): how far its weights moved, in % "
-               "of its own size. A few dark cells mean adaptation leans on a few filters.")
+    units = "filter of a convolution layer" if convolutional else "unit (neuron) of a fully connected layer"
+    st.caption(f"Each {units} (each class, for the head): how far its weights moved, in % of its own size. "
+               "A few dark cells mean adaptation leans on a few of them.")
     st.plotly_chart(unit_heatmap(norms, step), width="stretch", config={"displayModeBar": False})
 
 st.subheader("Many tasks")

@@ -40,7 +40,8 @@ def test_every_page_works_with_the_checkpoint(trained, monkeypatch, name):
         "pages/3_Adaptation.py": ["after 3 steps", "Step by step"],
         "pages/4_Saliency.py": ["What the model looks at in each new image", "deletion area",
                                 "Where the model looks over many tasks"],
-        "pages/5_Layers.py": ["This task", "moved most", "Many tasks"],
+        "pages/5_Layers.py": ["This task", "moved most", "Many tasks",
+                              "unit (neuron) of a fully connected layer" if mlp else "filter of a convolution layer"],
         "pages/6_Task_embeddings.py": ["Tasks number 0 to 199", "Trustworthiness"],
         "pages/7_Sine_waves.py": ["This lesson needs a meta-learned sine-wave model"],  # no sine checkpoint here
     }

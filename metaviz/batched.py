@@ -1,0 +1,130 @@
+"""Many tasks' first-order adaptation at once, for the conv net: batch work (task embeddings),
+never a single interactive task.
+
+Each task has its own copy of the parameters, so its convolutions cannot share a kernel call
+with other tasks'. Run one task at a time, PyTorch's convolutions on 5 small images reach
+15-20% of this CPU's matmul rate, and torch.func.vmap's grouped convolutions gain little
+(benchmarks/README.md). Here each 3x3 stride-2 convolution is written as an explicit
+patch matrix (im2col) times the task's weight matrix, so T tasks' convolutions become one
+batched matrix product; the weights stay in that matrix layout for all steps. The numbers
+equal metaviz.adaptation.inner_loop's (first order) within float32 rounding
+(tests/test_batched.py); benchmarks/adaptation.py measures the speed.
+
+Supported: metaviz.models.ConvNet with per-image normalisation ("layer") or none. Anything
+else (MLPs, imported BatchNorm nets) answers False to `supports`; callers use their own path.
+"""
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from metaviz.adaptation import task_loss
+from metaviz.models import ConvNet
+
+Params = dict[str, torch.Tensor]
+
+
+def supports(model: torch.nn.Module) -> bool:
+    return isinstance(model, ConvNet) and model.norm in ("layer", "none")
+
+
+class _Im2col(torch.autograd.Function):
+    """[N, H, W, C] -> [N, Ho, Wo, 9C]: every 3x3 patch (stride 2, zero padding 1) as a row,
+    columns in (ky, kx, c) order. Written out because autograd's own backward of nine strided
+    slices allocates and sums nine padded tensors, which cost a third of the whole step."""
+
+    @staticmethod
+    def forward(ctx, images: torch.Tensor) -> torch.Tensor:
+        n, height, width, channels = images.shape
+        out_h, out_w = (height + 1) // 2, (width + 1) // 2
+        padded = images.new_zeros(n, height + 2, width + 2, channels)
+        padded[:, 1 : height + 1, 1 : width + 1] = images
+        patches = images.new_empty(n, out_h, out_w, 9, channels)
+        for k in range(9):
+            ky, kx = divmod(k, 3)
+            patches[:, :, :, k] = padded[:, ky : ky + 2 * out_h - 1 : 2, kx : kx + 2 * out_w - 1 : 2]
+        ctx.input_shape = images.shape
+        return patches.reshape(n, out_h, out_w, 9 * channels)
+
+    @staticmethod
+    def backward(ctx, grad_patches: torch.Tensor) -> torch.Tensor:
+        n, height, width, channels = ctx.input_shape
+        out_h, out_w = (height + 1) // 2, (width + 1) // 2
+        grad_patches = grad_patches.reshape(n, out_h, out_w, 9, channels)
+        grad_padded = grad_patches.new_zeros(n, height + 2, width + 2, channels)
+        for k in range(9):
+            ky, kx = divmod(k, 3)
+            grad_padded[:, ky : ky + 2 * out_h - 1 : 2, kx : kx + 2 * out_w - 1 : 2] += grad_patches[:, :, :, k]
+        return grad_padded[:, 1 : height + 1, 1 : width + 1]
+
+
+def to_matmul_layout(name: str, value: torch.Tensor) -> torch.Tensor:
+    """A conv weight [..., O, C, 3, 3] as [..., 9C, O] (rows in _Im2col's column order); other
+    parameters unchanged."""
+    if not name.endswith("conv.weight"):
+        return value
+    value = value.movedim(-4, -1).movedim(-4, -2)  # [..., 3, 3, C, O]
+    return value.reshape(*value.shape[:-4], -1, value.shape[-1])
+
+
+def from_matmul_layout(name: str, value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The inverse of to_matmul_layout for a parameter whose own shape is `shape`."""
+    if not name.endswith("conv.weight"):
+        return value
+    out_channels, in_channels = shape[-4], shape[-3]
+    value = value.reshape(*value.shape[:-2], 3, 3, in_channels, out_channels)
+    return value.movedim(-2, -4).movedim(-1, -4).contiguous()
+
+
+def forward_tasks(model: ConvNet, params: Params, images: torch.Tensor) -> torch.Tensor:
+    """Outputs [T, n, classes] for images [T, n, C, H, W]; every parameter [T, ...] in matmul
+    layout (task t's copy first index t)."""
+    tasks, n = images.shape[:2]
+    x = images.flatten(0, 1).permute(0, 2, 3, 1)  # channels last: patches are rows
+    for index in range(len(model.blocks)):
+        prefix = f"blocks.{index}."
+        patches = _Im2col.apply(x)
+        out_h, out_w = patches.shape[1:3]
+        out = torch.baddbmm(params[prefix + "conv.bias"].unsqueeze(1),
+                            patches.reshape(tasks, n * out_h * out_w, -1), params[prefix + "conv.weight"])
+        channels = out.shape[-1]
+        if model.norm == "layer":  # per image over all its positions and channels, as F.group_norm(x, 1)
+            out = F.layer_norm(out.reshape(tasks, n, -1), (out_h * out_w * channels,), eps=1e-5)
+            out = out.reshape(tasks, n * out_h * out_w, channels)
+            out = out * params[prefix + "norm.weight"].unsqueeze(1) + params[prefix + "norm.bias"].unsqueeze(1)
+        x = F.relu(out).reshape(tasks * n, out_h, out_w, channels)
+    features = x.mean(dim=(1, 2)).reshape(tasks, n, -1)
+    return torch.baddbmm(params["head.bias"].unsqueeze(1), features, params["head.weight"].transpose(1, 2))
+
+
+def _per_task(shared: Params, per_task: Params, tasks: int) -> Params:
+    """Every parameter [T, ...] in matmul layout: theta_0's shared ones repeated (a view, no copy)."""
+    params = {name: to_matmul_layout(name, value.detach()).expand(tasks, *to_matmul_layout(name, value).shape)
+              for name, value in shared.items() if name not in per_task}
+    return params | {name: to_matmul_layout(name, value) for name, value in per_task.items()}
+
+
+@torch.no_grad()
+def predict_tasks(model: ConvNet, shared: Params, per_task: Params, images: torch.Tensor) -> torch.Tensor:
+    """Outputs [T, n, classes] for images [T, n, C, H, W]: parameters from `per_task` ([T, ...],
+    usual layout) where given, else from `shared` (theta_0, one copy for all tasks)."""
+    return forward_tasks(model, _per_task(shared, per_task, images.shape[0]), images)
+
+
+def adapt_tasks(model: ConvNet, parameters: Params, names: tuple[str, ...], support_x: torch.Tensor,
+                support_y: torch.Tensor, steps: int, lr: float) -> Params:
+    """First-order inner loop for T tasks of one shape (support_x [T, n, C, H, W]) from the shared
+    `parameters`: those named in `names` after `steps` steps, [T, ...] in their usual layout."""
+    if not supports(model):
+        raise ValueError("batched adaptation covers metaviz's conv net with per-image or no normalisation")
+    shared = _per_task(parameters, {}, support_x.shape[0])
+    adapted = {name: shared[name].clone().requires_grad_() for name in names}
+    tasks = support_x.shape[0]
+    for _ in range(steps):
+        outputs = forward_tasks(model, {**shared, **adapted}, support_x)
+        # The sum of the tasks' own losses: task t's parameters get task t's gradient only.
+        loss = sum(task_loss(outputs[t], support_y[t]) for t in range(tasks))
+        gradients = torch.autograd.grad(loss, list(adapted.values()))
+        adapted = {name: (value - lr * gradient).detach().requires_grad_()
+                   for (name, value), gradient in zip(adapted.items(), gradients)}
+    return {name: from_matmul_layout(name, value.detach(), parameters[name].shape) for name, value in adapted.items()}
