@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from metaviz.adaptation import task_loss
 from metaviz.models import ConvNet
 
 Params = dict[str, torch.Tensor]
@@ -111,6 +110,15 @@ def predict_tasks(model: ConvNet, shared: Params, per_task: Params, images: torc
     return forward_tasks(model, _per_task(shared, per_task, images.shape[0]), images)
 
 
+def summed_task_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The sum over tasks of each task's own loss (metaviz.adaptation.task_loss), in one call:
+    task t's parameters then get task t's gradient only."""
+    if targets.dtype == torch.long:
+        per_example = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
+        return per_example.reshape(targets.shape).mean(1).sum()
+    return F.mse_loss(outputs, targets, reduction="none").flatten(1).mean(1).sum()
+
+
 def adapt_tasks(model: ConvNet, parameters: Params, names: tuple[str, ...], support_x: torch.Tensor,
                 support_y: torch.Tensor, steps: int, lr: float) -> Params:
     """First-order inner loop for T tasks of one shape (support_x [T, n, C, H, W]) from the shared
@@ -119,11 +127,8 @@ def adapt_tasks(model: ConvNet, parameters: Params, names: tuple[str, ...], supp
         raise ValueError("batched adaptation covers metaviz's conv net with per-image or no normalisation")
     shared = _per_task(parameters, {}, support_x.shape[0])
     adapted = {name: shared[name].clone().requires_grad_() for name in names}
-    tasks = support_x.shape[0]
     for _ in range(steps):
-        outputs = forward_tasks(model, {**shared, **adapted}, support_x)
-        # The sum of the tasks' own losses: task t's parameters get task t's gradient only.
-        loss = sum(task_loss(outputs[t], support_y[t]) for t in range(tasks))
+        loss = summed_task_losses(forward_tasks(model, {**shared, **adapted}, support_x), support_y)
         gradients = torch.autograd.grad(loss, list(adapted.values()))
         adapted = {name: (value - lr * gradient).detach().requires_grad_()
                    for (name, value), gradient in zip(adapted.items(), gradients)}
