@@ -10,7 +10,8 @@ the figure built and serialised as st.plotly_chart does). Three cold rows:
 - numba cache filled: any later process (metaviz.embed.import_umap loads them from disk);
 - no warm-up thread: as the previous row, UMAP imported only after the tasks adapted.
 
-Then, in this process, the adaptation alone: task by task vs vmap batches, interleaved.
+Then, in this process, the adaptation alone: task by task vs batches (metaviz.batched, as the
+page adapts the conv net's tasks), interleaved.
 
 Every row also gives the CPU seconds the work used (time.process_time, all threads). On this
 shared 2-core machine other work takes turns with the benchmark, so wall seconds grow with the
@@ -86,7 +87,8 @@ def cold_run(tasks: int, steps: int, numba_cache: str, warm_up: bool = True) -> 
 
 
 def adaptation_only(tasks: int, steps: int, repeats: int) -> list[tuple[str, float]]:
-    """ms per task: the task-by-task loop vs vmap batches, same tasks, interleaved repeats."""
+    """ms per task: the task-by-task loop vs batches (metaviz.batched for this conv net), same
+    tasks, interleaved repeats."""
     import torch
 
     from metaviz import embed
@@ -97,7 +99,8 @@ def adaptation_only(tasks: int, steps: int, repeats: int) -> list[tuple[str, flo
     checkpoint = load_checkpoint(CHECKPOINT)
     model, names = checkpoint.build_model(), adapted_names(checkpoint.parameters, checkpoint.adapt_layers)
     sample = embed.sample_tasks("omniglot", "test", 5, 1, 5, tasks, one_group=True)
-    ways = {"task by task": (10, False), "vmap, 10 a batch": (10, True), "vmap, 25 a batch": (25, True)}
+    ways = {"task by task": (10, False), "batched, 10 a batch": (10, True), "batched, 20 a batch": (20, True),
+            "batched, 40 a batch": (40, True)}
     times: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
     for _ in range(repeats):
         for way, (size, vectorise) in ways.items():

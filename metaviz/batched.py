@@ -15,6 +15,8 @@ else (MLPs, imported BatchNorm nets) answers False to `supports`; callers use th
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch.nn import functional as F
 
@@ -119,17 +121,26 @@ def summed_task_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return F.mse_loss(outputs, targets, reduction="none").flatten(1).mean(1).sum()
 
 
-def adapt_tasks(model: ConvNet, parameters: Params, names: tuple[str, ...], support_x: torch.Tensor,
-                support_y: torch.Tensor, steps: int, lr: float) -> Params:
+def adaptation_steps(model: ConvNet, parameters: Params, names: tuple[str, ...], support_x: torch.Tensor,
+                     support_y: torch.Tensor, steps: int, lr: float) -> Iterator[Params]:
     """First-order inner loop for T tasks of one shape (support_x [T, n, C, H, W]) from the shared
-    `parameters`: those named in `names` after `steps` steps, [T, ...] in their usual layout."""
+    `parameters`: every parameter [T, ...] in matmul layout (for forward_tasks) after steps 0..K."""
     if not supports(model):
         raise ValueError("batched adaptation covers metaviz's conv net with per-image or no normalisation")
     shared = _per_task(parameters, {}, support_x.shape[0])
     adapted = {name: shared[name].clone().requires_grad_() for name in names}
+    yield shared
     for _ in range(steps):
         loss = summed_task_losses(forward_tasks(model, {**shared, **adapted}, support_x), support_y)
         gradients = torch.autograd.grad(loss, list(adapted.values()))
         adapted = {name: (value - lr * gradient).detach().requires_grad_()
                    for (name, value), gradient in zip(adapted.items(), gradients)}
-    return {name: from_matmul_layout(name, value.detach(), parameters[name].shape) for name, value in adapted.items()}
+        yield {**shared, **adapted}
+
+
+def adapt_tasks(model: ConvNet, parameters: Params, names: tuple[str, ...], support_x: torch.Tensor,
+                support_y: torch.Tensor, steps: int, lr: float) -> Params:
+    """The parameters named in `names` after `steps` steps (see adaptation_steps), [T, ...] in
+    their usual layout."""
+    *_, last = adaptation_steps(model, parameters, names, support_x, support_y, steps, lr)
+    return {name: from_matmul_layout(name, last[name].detach(), parameters[name].shape) for name in names}

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from metaviz import reptile
+from metaviz import batched, reptile
 from metaviz.adaptation import adapted_names, inner_loop, task_loss
 from metaviz.checkpoints import Checkpoint, atomic_write_bytes, save_checkpoint
 from metaviz.data import load_classes
@@ -117,6 +117,22 @@ def per_step_query_metrics(model, params, buffers, task: Task, steps: int, lr: f
     return np.array([(o.argmax(-1) == task.query_y).float().mean().item() for o in outputs])
 
 
+BATCH_TASKS = 20  # tasks evaluated together by metaviz.batched (about 2x task by task: benchmarks/adaptation.py)
+
+
+def _batch_query_accuracies(model, params, tasks: list[Task], steps: int, lr: float, adapt) -> np.ndarray:
+    """[T, K+1] query accuracy after steps 0..K for tasks of one shape, all at once: the numbers
+    per_step_query_metrics gives task by task (within float32 rounding; tests/test_batched.py)."""
+    support_x, support_y = torch.stack([t.support_x for t in tasks]), torch.stack([t.support_y for t in tasks])
+    query_x, query_y = torch.stack([t.query_x for t in tasks]), torch.stack([t.query_y for t in tasks])
+    per_step = []
+    for step_params in batched.adaptation_steps(model, params, adapt, support_x, support_y, steps, lr):
+        with torch.no_grad():  # (the generator takes its gradients outside this block)
+            outputs = batched.forward_tasks(model, step_params, query_x)
+        per_step.append((outputs.argmax(-1) == query_y).float().mean(1).numpy())
+    return np.stack(per_step, 1)
+
+
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:
     """Mean and the half-width of its normal-approximation 95% confidence interval."""
     values = np.asarray(values, dtype=np.float64)
@@ -153,11 +169,19 @@ def evaluate(checkpoint: Checkpoint, tasks: int = 600, seed: int = 0, steps: int
     params = {k: v.to(torch_device) for k, v in checkpoint.parameters.items()}
     buffers = {k: v.to(torch_device) for k, v in checkpoint.buffers.items()}
     adapt = adapted_names(params, checkpoint.adapt_layers)
-    results = []
+    # The conv net (classification): a batch of tasks at a time.
+    together = batched.supports(model) and torch_device.type == "cpu" and not checkpoint.is_regression
+    results, waiting = [], []
     for index, task in enumerate(meta_test_tasks(checkpoint, tasks, seed, queries, split, shots)):
-        task = _to(task, torch_device)
-        results.append(per_step_query_metrics(model, params, buffers, task, steps, checkpoint.inner_lr, adapt))
-        if progress:
+        if together:
+            waiting.append(task)
+            if len(waiting) == BATCH_TASKS or index + 1 == tasks:
+                results += list(_batch_query_accuracies(model, params, waiting, steps, checkpoint.inner_lr, adapt))
+                waiting = []
+        else:
+            task = _to(task, torch_device)
+            results.append(per_step_query_metrics(model, params, buffers, task, steps, checkpoint.inner_lr, adapt))
+        if progress and not waiting:
             progress(index + 1, tasks)
     results = np.stack(results)
     per_step = [dict(zip(("mean", "ci95"), mean_ci95(results[:, k]))) for k in range(steps + 1)]

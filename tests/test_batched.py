@@ -71,3 +71,23 @@ def test_other_models_are_left_to_their_own_path():
     assert not batched.supports(build_model(ConvNetConfig(norm="batch_running")))
     with pytest.raises(ValueError, match="conv net"):
         batched.adapt_tasks(build_model(MLPConfig()), {}, (), torch.zeros(1, 1, 1), torch.zeros(1, 1), 1, 0.1)
+
+
+def test_evaluating_tasks_together_gives_the_task_by_task_figures(monkeypatch):
+    from metaviz import training
+    from metaviz.checkpoints import Checkpoint
+    from metaviz.models import model_config_to_dict
+
+    model = trained_looking()
+    checkpoint = Checkpoint(name="t", model_config=model_config_to_dict(ConvNetConfig(out_features=5, hidden=12)),
+                            parameters={name: value.detach() for name, value in model.named_parameters()},
+                            algorithm="maml", dataset="digits", ways=5, shots=1, queries=5, inner_lr=0.4, inner_steps=2)
+    monkeypatch.setattr(training, "BATCH_TASKS", 4)  # 10 tasks: batches of 4, 4 and 2
+    together = training.evaluate(checkpoint, tasks=10, seed=3)
+    monkeypatch.setattr(training.batched, "supports", lambda model: False)
+    one_by_one = training.evaluate(checkpoint, tasks=10, seed=3)
+    assert len(together["per_step"]) == 3
+    for mine, theirs in zip(together["per_step"], one_by_one["per_step"]):
+        assert mine == pytest.approx(theirs, abs=1e-6)
+    assert {k: v for k, v in together.items() if k != "per_step"} == pytest.approx(
+        {k: v for k, v in one_by_one.items() if k != "per_step"})
