@@ -141,9 +141,12 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
     outputs = {}
     if vectorise and batched.supports(model):  # the conv net: its convolutions as batched matmuls
         adapted = batched.adapt_tasks(model, checkpoint.parameters, names, support_x, support_y, steps, lr)
-        for when, per_task in (("before", {}), ("after", adapted)):
-            both = batched.predict_tasks(model, checkpoint.parameters, per_task, images)
-            outputs[when] = (both[:, :shots], both[:, shots:])
+        with torch.no_grad():  # before adapting, every task has theta_0: one ordinary batch of all their images
+            both = model.functional_forward(checkpoint.parameters, buffers, images.flatten(0, 1))
+            both = both.reshape(*images.shape[:2], -1)
+        outputs["before"] = (both[:, :shots], both[:, shots:])
+        both = batched.predict_tasks(model, checkpoint.parameters, adapted, images)
+        outputs["after"] = (both[:, :shots], both[:, shots:])
     else:
         if vectorise:
             adapted = {name: value.expand(len(tasks), *value.shape) for name, value in start.items()}
