@@ -44,9 +44,10 @@ with by_tensor:
                "tensor's own size, so small and large tensors compare fairly.")
     st.plotly_chart(update_bars(norms, step), width="stretch", config={"displayModeBar": False})
 with by_unit:
-    units = "filter of a convolution layer" if convolutional else "unit (neuron) of a fully connected layer"
-    st.caption(f"Each {units} (each class, for the head): how far its weights moved, in % of its own size. "
-               "A few dark cells mean adaptation leans on a few of them.")
+    unit, units = ("filter of a convolution layer", "filters") if convolutional else \
+        ("unit (neuron) of a fully connected layer", "units")
+    st.caption(f"Each {unit} (each class, for the head): how far its weights moved, in % of its own size. "
+               f"A few dark cells mean adaptation leans on a few {units}.")
     st.plotly_chart(unit_heatmap(norms, step), width="stretch", config={"displayModeBar": False})
 
 st.subheader("Many tasks")
