@@ -128,7 +128,7 @@ def _evaluate(args) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     with tqdm(total=args.tasks, disable=args.json, desc="tasks") as bar:
         result = evaluate(checkpoint, tasks=args.tasks, seed=args.seed, steps=args.steps, split=args.split, shots=args.shots,
-                          device=args.device, progress=lambda done, total: bar.update(1))
+                          device=args.device, progress=lambda done, total: bar.update(done - bar.n))
     if args.record:  # the checkpoint's own shot count is its headline figure; others are extra
         key = "meta_test" if result["shots"] == checkpoint.shots else f"meta_test_{result['shots']}shot"
         metrics = {**checkpoint.metrics, key: result}
