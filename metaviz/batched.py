@@ -100,8 +100,8 @@ def forward_tasks(model: ConvNet, params: Params, images: torch.Tensor) -> torch
 
 def _per_task(shared: Params, per_task: Params, tasks: int) -> Params:
     """Every parameter [T, ...] in matmul layout: theta_0's shared ones repeated (a view, no copy)."""
-    params = {name: to_matmul_layout(name, value.detach()).expand(tasks, *to_matmul_layout(name, value).shape)
-              for name, value in shared.items() if name not in per_task}
+    matrices = {name: to_matmul_layout(name, value.detach()) for name, value in shared.items() if name not in per_task}
+    params = {name: matrix.expand(tasks, *matrix.shape) for name, matrix in matrices.items()}
     return params | {name: to_matmul_layout(name, value) for name, value in per_task.items()}
 
 

@@ -8,7 +8,6 @@ goes straight to the JSON header of its safetensors file.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Sequence
