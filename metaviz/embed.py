@@ -141,10 +141,6 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
     outputs = {}
     if vectorise and batched.supports(model):  # the conv net: its convolutions as batched matmuls
         adapted = batched.adapt_tasks(model, checkpoint.parameters, names, support_x, support_y, steps, lr)
-        with torch.no_grad():  # before adapting, every task has theta_0: one ordinary batch of all their images
-            both = model.functional_forward(checkpoint.parameters, buffers, images.flatten(0, 1))
-            both = both.reshape(*images.shape[:2], -1)
-        outputs["before"] = (both[:, :shots], both[:, shots:])
         both = batched.predict_tasks(model, checkpoint.parameters, adapted, images)
         outputs["after"] = (both[:, :shots], both[:, shots:])
     else:
@@ -159,10 +155,12 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
                                  lr=lr, adapt=names, first_order=True)[-1] for task in tasks]
             adapted = {name: torch.stack([final[name].detach() for final in finals]) for name in names}
         with torch.no_grad():
-            for when, params, dims in (("before", start, None), ("after", adapted, 0)):
-                batched_forward = vmap(forward, in_dims=(dims, 0))  # theta_0 shared; adapted parameters per task
-                both = batched_forward(params, images)
-                outputs[when] = (both[:, :shots], both[:, shots:])
+            both = vmap(forward, in_dims=(0, 0))(adapted, images)  # adapted parameters per task
+        outputs["after"] = (both[:, :shots], both[:, shots:])
+    with torch.no_grad():  # before adapting, every task has theta_0: one ordinary batch of all their images
+        both = model.functional_forward(checkpoint.parameters, buffers, images.flatten(0, 1))
+        both = both.reshape(*images.shape[:2], -1)
+    outputs["before"] = (both[:, :shots], both[:, shots:])
     metrics = {}
     per_task_loss = vmap(task_loss)
     for when, (support_out, query_out) in outputs.items():
