@@ -284,6 +284,9 @@ def training_progress_text(extra: dict) -> str:
         return "not recorded (imported model)" if "imported_from" in extra else "not recorded"
     if done < planned:
         return f"unfinished: {done:,} of {planned:,} iterations (a snapshot of a run still in progress)"
+    earlier = extra.get("continued_from", {}).get("iterations")
+    if _is_number(earlier):
+        return f"complete ({earlier + done:,} iterations: {earlier:,}, then {done:,} more continuing from them)"
     return f"complete ({done:,} iterations)"
 
 

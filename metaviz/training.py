@@ -22,12 +22,13 @@ from safetensors.torch import load_file, save
 
 from metaviz import batched, reptile
 from metaviz.adaptation import adapted_names, inner_loop, task_loss
-from metaviz.checkpoints import Checkpoint, atomic_write_bytes, save_checkpoint
+from metaviz.checkpoints import Checkpoint, atomic_write_bytes, load_checkpoint, save_checkpoint
 from metaviz.data import load_classes
 from metaviz.models import OMNIGLOT_MLP_SIZES, ConvNetConfig, MLPConfig, build_model, model_config_to_dict
 from metaviz.tasks import Task, TaskSampler, sample_sinusoid_task
 
 ALGORITHMS = ("maml", "fomaml", "anil", "joint", "reptile")
+META_LR_DECAYS = ("none", "linear")
 MODELS = ("conv", "mlp")
 
 
@@ -48,6 +49,7 @@ class TrainConfig:
     test_steps: int = 3  # inner steps at meta-test time (stored in the checkpoint)
     meta_batch: int = 32
     meta_lr: float = 1e-3  # Adam
+    meta_lr_decay: str = "none"  # none | linear (Adam's rate falls linearly to 0 over the iterations)
     iterations: int = 60_000
     seed: int = 0
     hidden: int = 64  # conv filters, or MLP width for sinusoid (40 in the paper)
@@ -61,6 +63,9 @@ class TrainConfig:
     val_tasks: int = 100
     save_every: int = 100
     device: str = "cpu"
+    # A metaviz checkpoint to start from instead of a fresh initialisation (same model): a second
+    # phase of a finished run, e.g. with --meta-lr-decay linear. Its history comes first in this one's.
+    init_from: str = ""
 
     @property
     def adapt_layers(self) -> tuple[str, ...] | None:
@@ -227,6 +232,24 @@ def _load_state(path: Path, params: dict, optimizer: torch.optim.Adam) -> tuple[
     return int(metadata["iteration"]), json.loads(metadata["history"]), json.loads(metadata["config"])
 
 
+def _earlier_phase(config: TrainConfig, model_config: dict) -> Checkpoint | None:
+    """The checkpoint `init_from` names, checked to be the same model; None without one."""
+    if not config.init_from:
+        return None
+    earlier = load_checkpoint(config.init_from)
+    if earlier.model_config != model_config:
+        raise ValueError(f"{config.init_from} is a different model ({earlier.model_config}); "
+                         f"these settings build {model_config}")
+    return earlier
+
+
+def _iterations_of(checkpoint: Checkpoint | None) -> int:
+    if checkpoint is None:
+        return 0
+    logged = checkpoint.history.get("iteration") or [0]  # the last entry is the run's end
+    return int(logged[-1])
+
+
 @dataclass
 class History:
     iteration: list = field(default_factory=list)
@@ -247,6 +270,8 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     """
     if config.algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {config.algorithm!r}; choose one of {ALGORITHMS}")
+    if config.meta_lr_decay not in META_LR_DECAYS:
+        raise ValueError(f"unknown meta-lr decay {config.meta_lr_decay!r}; choose one of {META_LR_DECAYS}")
     run_dir = Path(run_dir)
     state_path = run_dir / "state.safetensors"
     device = torch.device(config.device)
@@ -257,6 +282,13 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     optimizer = torch.optim.Adam(params.values(), lr=config.meta_lr)
     history = History()
     start = 0
+    earlier = _earlier_phase(config, model_config)
+    if earlier is not None:
+        with torch.no_grad():
+            for key, value in params.items():
+                value.copy_(earlier.parameters[key])
+        history = History(**earlier.history)
+    offset = _iterations_of(earlier)  # this phase's iteration 1 is the run's offset + 1
     if resume and state_path.exists():
         start, saved_history, saved_config = _load_state(state_path, params, optimizer)
         if not same_settings(saved_config, config):
@@ -286,6 +318,8 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     for iteration in range(start, end):
         rng = np.random.default_rng([config.seed, iteration])
         optimizer.zero_grad(set_to_none=True)
+        if config.meta_lr_decay == "linear":
+            optimizer.param_groups[0]["lr"] = reptile.outer_step_size(iteration, config.iterations, config.meta_lr, 0.0)
         total_loss, total_correct, reptile_adapted = 0.0, 0.0, []
         for _ in range(config.meta_batch):
             task = _to(train_source.sample(rng), device)
@@ -316,14 +350,14 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
         window_accuracy.append(total_correct)
         done = iteration + 1
         if done % log_every == 0 or done == end:
-            history.iteration.append(done)
+            history.iteration.append(offset + done)
             history.meta_loss.append(float(np.mean(window_loss)))
             history.meta_accuracy.append(float(np.mean(window_accuracy)) if classification else None)
             window_loss, window_accuracy = [], []
             bar.set_postfix(loss=f"{history.meta_loss[-1]:.3f}",
                             **({"acc": f"{history.meta_accuracy[-1]:.3f}"} if classification else {}))
         if done % config.val_every == 0 or done == config.iterations:
-            history.val_iteration.append(done)
+            history.val_iteration.append(offset + done)
             history.val_metric.append(validate())
             bar.write(f"iteration {done}: validation {'accuracy' if classification else 'MSE'} "
                       f"{history.val_metric[-1]:.4f}")
@@ -342,7 +376,9 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
         dataset=config.dataset, ways=config.ways if classification else 0, shots=config.shots,
         queries=config.queries, inner_lr=config.inner_lr, inner_steps=config.test_steps,
         adapt_layers=config.adapt_layers, train_split="train", test_split="test",
-        history=history_dict, extra={"train_config": dataclasses.asdict(config), "iterations_done": end},
+        history=history_dict, extra={"train_config": dataclasses.asdict(config), "iterations_done": end,
+                                     **({"continued_from": {"name": earlier.name, "content_hash": earlier.content_hash,
+                                                            "iterations": offset}} if earlier else {})},
     )
     if out:
         checkpoint = save_checkpoint(checkpoint, out)

@@ -112,6 +112,9 @@ def tidy_metadata(checkpoint: Checkpoint, shown: str) -> Checkpoint:
     tidy_extra = {"imported_from": str(extra.get("imported_from", ""))[:80]} if "imported_from" in extra else {}
     if _number(extra.get("iterations_done"), int, 0) and _number(planned, int, 1):
         tidy_extra |= {"iterations_done": extra["iterations_done"], "train_config": {"iterations": planned}}
+        earlier = extra.get("continued_from")
+        if isinstance(earlier, dict) and _number(earlier.get("iterations"), int, 1):
+            tidy_extra["continued_from"] = {"iterations": earlier["iterations"]}
     try:
         datetime.fromisoformat(checkpoint.created)
         created = checkpoint.created

@@ -257,4 +257,7 @@ def test_training_progress_text_flags_unfinished_runs():
         {"iterations_done": 1200, "train_config": {"iterations": 30000}})
     assert training_progress_text({"iterations_done": 600, "train_config": {"iterations": 600}}) == \
         "complete (600 iterations)"
+    assert training_progress_text({"iterations_done": 6000, "train_config": {"iterations": 6000},
+                                   "continued_from": {"iterations": 30000}}) == \
+        "complete (36,000 iterations: 30,000, then 6,000 more continuing from them)"
     assert training_progress_text({}) == "not recorded"

@@ -118,3 +118,40 @@ def test_a_stopped_run_can_be_exported_as_a_partial_checkpoint(tmp_path):
     finished = train(config, tmp_path / "run", out=tmp_path / "f.safetensors", resume=True, show_progress=False)
     assert finished.extra["iterations_done"] == 10
     assert any(not torch.equal(partial.parameters[k], finished.parameters[k]) for k in partial.parameters)
+
+
+def test_a_second_phase_starts_from_the_earlier_checkpoint_and_continues_its_history(tmp_path):
+    config = TrainConfig(dataset="digits", meta_batch=2, queries=2, iterations=3, val_every=3, val_tasks=2,
+                         save_every=3)
+    earlier = train(config, tmp_path / "a", out=tmp_path / "a.safetensors", show_progress=False)
+    # With a meta-learning rate of 0 nothing moves: the second phase starts where the first ended.
+    still = TrainConfig(**{**config.__dict__, "iterations": 2, "meta_lr": 0.0, "val_every": 2,
+                           "init_from": str(tmp_path / "a.safetensors")})
+    continued = train(still, tmp_path / "b", out=tmp_path / "b.safetensors", show_progress=False)
+    for name, value in earlier.parameters.items():
+        assert torch.equal(value, continued.parameters[name]), name
+    assert continued.history["iteration"] == [3, 5] and continued.history["val_iteration"] == [3, 5]
+    assert continued.history["seconds"] > earlier.history["seconds"]
+    assert continued.extra["continued_from"] == {"name": earlier.name, "content_hash": earlier.content_hash,
+                                                 "iterations": 3}
+    other_model = TrainConfig(**{**still.__dict__, "hidden": 8})
+    with pytest.raises(ValueError, match="different model"):
+        train(other_model, tmp_path / "c", show_progress=False)
+
+
+def test_linear_meta_lr_decay_takes_full_steps_first_then_smaller_ones(tmp_path):
+    config = TrainConfig(dataset="digits", meta_batch=2, queries=2, iterations=2, val_every=2, val_tasks=2,
+                         save_every=1, meta_lr=0.01)
+    decaying = TrainConfig(**{**config.__dict__, "meta_lr_decay": "linear"})
+    runs = {}
+    for label, settings in (("constant", config), ("linear", decaying)):
+        first = train(settings, tmp_path / label, out=tmp_path / f"{label}1.safetensors", stop_after=1,
+                      save_partial=True, show_progress=False)
+        second = train(settings, tmp_path / label, out=tmp_path / f"{label}2.safetensors", resume=True,
+                       show_progress=False)
+        runs[label] = first.parameters, second.parameters
+    for name in runs["constant"][0]:
+        assert torch.equal(runs["constant"][0][name], runs["linear"][0][name]), name  # iteration 0: the full rate
+    assert any(not torch.equal(runs["constant"][1][k], runs["linear"][1][k]) for k in runs["constant"][1])
+    with pytest.raises(ValueError, match="meta-lr decay"):
+        train(TrainConfig(**{**config.__dict__, "meta_lr_decay": "cosine"}), tmp_path / "x", show_progress=False)

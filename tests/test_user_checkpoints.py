@@ -245,3 +245,13 @@ def test_uploads_are_kept_in_a_private_folder_of_the_process():
     assert folder.name == "uploaded" and folder.parent.name.startswith("metaviz-")
     assert folder.parent.stat().st_mode & 0o777 == 0o700  # no other user can plant files or links there
     assert user_checkpoints.upload_dir() == folder  # one per process
+
+
+def test_a_continued_run_keeps_only_its_earlier_iteration_count(checkpoint_bytes):
+    finished = {"iterations_done": 600, "train_config": {"iterations": 600}}
+    kept = read_user_checkpoint("a.safetensors", crafted(
+        checkpoint_bytes, extra={**finished, "continued_from": {"iterations": 3000, "name": "<b>x</b>"}}))
+    assert kept.extra["continued_from"] == {"iterations": 3000}
+    dropped = read_user_checkpoint("b.safetensors", crafted(
+        checkpoint_bytes, extra={**finished, "continued_from": {"iterations": "many"}}))
+    assert "continued_from" not in dropped.extra
