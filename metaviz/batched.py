@@ -108,8 +108,13 @@ def _per_task(shared: Params, per_task: Params, tasks: int) -> Params:
 @torch.no_grad()
 def predict_tasks(model: ConvNet, shared: Params, per_task: Params, images: torch.Tensor) -> torch.Tensor:
     """Outputs [T, n, classes] for images [T, n, C, H, W]: parameters from `per_task` ([T, ...],
-    usual layout) where given, else from `shared` (theta_0, one copy for all tasks)."""
-    return forward_tasks(model, _per_task(shared, per_task, images.shape[0]), images)
+    usual layout) where given, else from `shared` (theta_0, one copy for all tasks).
+
+    Task by task with PyTorch's own convolutions: without a backward pass they are 2-3x faster
+    than forward_tasks' patch matrices here (20 tasks x 30 images: 0.08 s against 0.21-0.24 s,
+    one thread), whose gain is in the backward pass."""
+    return torch.stack([model.functional_forward({**shared, **{name: value[task] for name, value in per_task.items()}},
+                                                 {}, images[task]) for task in range(images.shape[0])])
 
 
 def summed_task_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
