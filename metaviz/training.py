@@ -9,6 +9,7 @@ exactly the tasks an uninterrupted one would and ends with the same parameters.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -132,8 +133,9 @@ def _batch_query_accuracies(model, params, tasks: list[Task], steps: int, lr: fl
     query_x, query_y = torch.stack([t.query_x for t in tasks]), torch.stack([t.query_y for t in tasks])
     per_step = []
     for step_params in batched.adaptation_steps(model, params, adapt, support_x, support_y, steps, lr):
-        with torch.no_grad():  # (the generator takes its gradients outside this block)
-            outputs = batched.forward_tasks(model, step_params, query_x)
+        adapted = {name: batched.from_matmul_layout(name, step_params[name].detach(), params[name].shape)
+                   for name in adapt}
+        outputs = batched.predict_tasks(model, params, adapted, query_x)
         per_step.append((outputs.argmax(-1) == query_y).float().mean(1).numpy())
     return np.stack(per_step, 1)
 
@@ -176,18 +178,16 @@ def evaluate(checkpoint: Checkpoint, tasks: int = 600, seed: int = 0, steps: int
     adapt = adapted_names(params, checkpoint.adapt_layers)
     # The conv net (classification): a batch of tasks at a time.
     together = batched.supports(model) and torch_device.type == "cpu" and not checkpoint.is_regression
-    results, waiting = [], []
-    for index, task in enumerate(meta_test_tasks(checkpoint, tasks, seed, queries, split, shots)):
+    stream = meta_test_tasks(checkpoint, tasks, seed, queries, split, shots)
+    results = []
+    while batch := list(itertools.islice(stream, BATCH_TASKS if together else 1)):
         if together:
-            waiting.append(task)
-            if len(waiting) == BATCH_TASKS or index + 1 == tasks:
-                results += list(_batch_query_accuracies(model, params, waiting, steps, checkpoint.inner_lr, adapt))
-                waiting = []
+            results += list(_batch_query_accuracies(model, params, batch, steps, checkpoint.inner_lr, adapt))
         else:
-            task = _to(task, torch_device)
-            results.append(per_step_query_metrics(model, params, buffers, task, steps, checkpoint.inner_lr, adapt))
-        if progress and not waiting:
-            progress(index + 1, tasks)
+            results.append(per_step_query_metrics(model, params, buffers, _to(batch[0], torch_device), steps,
+                                                  checkpoint.inner_lr, adapt))
+        if progress:
+            progress(len(results), tasks)
     results = np.stack(results)
     per_step = [dict(zip(("mean", "ci95"), mean_ci95(results[:, k]))) for k in range(steps + 1)]
     return {
