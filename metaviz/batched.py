@@ -29,34 +29,56 @@ def supports(model: torch.nn.Module) -> bool:
     return isinstance(model, ConvNet) and model.norm in ("layer", "none")
 
 
-class _Im2col(torch.autograd.Function):
+def _im2col(images: torch.Tensor) -> torch.Tensor:
     """[N, H, W, C] -> [N, Ho, Wo, 9C]: every 3x3 patch (stride 2, zero padding 1) as a row,
-    columns in (ky, kx, c) order. Written out because autograd's own backward of nine strided
-    slices allocates and sums nine padded tensors, which cost a third of the whole step."""
+    columns in (ky, kx, c) order."""
+    n, height, width, channels = images.shape
+    out_h, out_w = (height + 1) // 2, (width + 1) // 2
+    padded = images.new_zeros(n, height + 2, width + 2, channels)
+    padded[:, 1 : height + 1, 1 : width + 1] = images
+    patches = images.new_empty(n, out_h, out_w, 9, channels)
+    for k in range(9):
+        ky, kx = divmod(k, 3)
+        patches[:, :, :, k] = padded[:, ky : ky + 2 * out_h - 1 : 2, kx : kx + 2 * out_w - 1 : 2]
+    return patches.reshape(n, out_h, out_w, 9 * channels)
+
+
+def _col2im(patches: torch.Tensor, image_shape: torch.Size) -> torch.Tensor:
+    """The adjoint of _im2col: every patch entry added back onto the pixel it came from."""
+    n, height, width, channels = image_shape
+    out_h, out_w = (height + 1) // 2, (width + 1) // 2
+    patches = patches.reshape(n, out_h, out_w, 9, channels)
+    padded = patches.new_zeros(n, height + 2, width + 2, channels)
+    for k in range(9):
+        ky, kx = divmod(k, 3)
+        padded[:, ky : ky + 2 * out_h - 1 : 2, kx : kx + 2 * out_w - 1 : 2] += patches[:, :, :, k]
+    return padded[:, 1 : height + 1, 1 : width + 1]
+
+
+class _Im2col(torch.autograd.Function):
+    """_im2col with _col2im as its backward, written out because autograd's own backward of nine
+    strided slices allocates and sums nine padded tensors, which cost a third of the whole step.
+    The two are each other's adjoint, so second-order MAML's backward of the backward is again
+    _im2col (_Col2im), not nine more padded tensors."""
 
     @staticmethod
     def forward(ctx, images: torch.Tensor) -> torch.Tensor:
-        n, height, width, channels = images.shape
-        out_h, out_w = (height + 1) // 2, (width + 1) // 2
-        padded = images.new_zeros(n, height + 2, width + 2, channels)
-        padded[:, 1 : height + 1, 1 : width + 1] = images
-        patches = images.new_empty(n, out_h, out_w, 9, channels)
-        for k in range(9):
-            ky, kx = divmod(k, 3)
-            patches[:, :, :, k] = padded[:, ky : ky + 2 * out_h - 1 : 2, kx : kx + 2 * out_w - 1 : 2]
-        ctx.input_shape = images.shape
-        return patches.reshape(n, out_h, out_w, 9 * channels)
+        ctx.image_shape = images.shape
+        return _im2col(images)
 
     @staticmethod
     def backward(ctx, grad_patches: torch.Tensor) -> torch.Tensor:
-        n, height, width, channels = ctx.input_shape
-        out_h, out_w = (height + 1) // 2, (width + 1) // 2
-        grad_patches = grad_patches.reshape(n, out_h, out_w, 9, channels)
-        grad_padded = grad_patches.new_zeros(n, height + 2, width + 2, channels)
-        for k in range(9):
-            ky, kx = divmod(k, 3)
-            grad_padded[:, ky : ky + 2 * out_h - 1 : 2, kx : kx + 2 * out_w - 1 : 2] += grad_patches[:, :, :, k]
-        return grad_padded[:, 1 : height + 1, 1 : width + 1]
+        return _Col2im.apply(grad_patches, ctx.image_shape)
+
+
+class _Col2im(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, patches: torch.Tensor, image_shape: torch.Size) -> torch.Tensor:
+        return _col2im(patches, image_shape)
+
+    @staticmethod
+    def backward(ctx, grad_images: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return _Im2col.apply(grad_images), None
 
 
 def to_matmul_layout(name: str, value: torch.Tensor) -> torch.Tensor:
@@ -103,6 +125,29 @@ def _per_task(shared: Params, per_task: Params, tasks: int) -> Params:
     matrices = {name: to_matmul_layout(name, value.detach()) for name, value in shared.items() if name not in per_task}
     params = {name: matrix.expand(tasks, *matrix.shape) for name, matrix in matrices.items()}
     return params | {name: to_matmul_layout(name, value) for name, value in per_task.items()}
+
+
+def _differentiable_per_task(parameters: Params, tasks: int) -> Params:
+    """Every parameter [T, ...] in matmul layout, still attached to `parameters`' graph."""
+    matrices = {name: to_matmul_layout(name, value) for name, value in parameters.items()}
+    return {name: matrix.expand(tasks, *matrix.shape) for name, matrix in matrices.items()}
+
+
+def meta_objective(model: ConvNet, parameters: Params, names: tuple[str, ...], support_x: torch.Tensor,
+                   support_y: torch.Tensor, query_x: torch.Tensor, query_y: torch.Tensor, steps: int, lr: float,
+                   first_order: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAML's meta-objective for T tasks of one shape at once: the sum over tasks of each task's
+    query loss after `steps` inner steps on its support set from `parameters`, differentiable
+    back to them (through the inner gradients too unless `first_order`), and the query outputs
+    [T, n, classes]. The same numbers as metaviz.adaptation.inner_loop task by task, within
+    float32 rounding (tests/test_batched.py)."""
+    current = _differentiable_per_task(parameters, support_x.shape[0])
+    for _ in range(steps):
+        loss = summed_task_losses(forward_tasks(model, current, support_x), support_y)
+        gradients = torch.autograd.grad(loss, [current[name] for name in names], create_graph=not first_order)
+        current = current | {name: current[name] - lr * gradient for name, gradient in zip(names, gradients)}
+    outputs = forward_tasks(model, current, query_x)
+    return summed_task_losses(outputs, query_y), outputs
 
 
 @torch.no_grad()

@@ -126,11 +126,26 @@ def per_step_query_metrics(model, params, buffers, task: Task, steps: int, lr: f
 BATCH_TASKS = 20  # tasks evaluated together by metaviz.batched (about 2x task by task: benchmarks/adaptation.py)
 
 
+def _stacked(tasks: list[Task]) -> tuple[torch.Tensor, ...]:
+    """support_x, support_y, query_x, query_y of tasks of one shape, each [T, ...]."""
+    return tuple(torch.stack([getattr(task, part) for task in tasks])
+                 for part in ("support_x", "support_y", "query_x", "query_y"))
+
+
+def _meta_batch_together(model, params, adapt, tasks: list[Task], config: TrainConfig) -> tuple[float, float]:
+    """One meta-batch's MAML / first-order MAML / ANIL meta-gradient, all tasks at once
+    (metaviz.batched: the conv net, images); returns its mean query loss and accuracy."""
+    support_x, support_y, query_x, query_y = _stacked(tasks)
+    loss, outputs = batched.meta_objective(model, params, adapt, support_x, support_y, query_x, query_y,
+                                           config.train_steps, config.inner_lr, first_order=config.algorithm == "fomaml")
+    (loss / len(tasks)).backward()
+    return loss.item() / len(tasks), (outputs.argmax(-1) == query_y).float().mean().item()
+
+
 def _batch_query_accuracies(model, params, tasks: list[Task], steps: int, lr: float, adapt) -> np.ndarray:
     """[T, K+1] query accuracy after steps 0..K for tasks of one shape, all at once: the numbers
     per_step_query_metrics gives task by task (within float32 rounding; tests/test_batched.py)."""
-    support_x, support_y = torch.stack([t.support_x for t in tasks]), torch.stack([t.support_y for t in tasks])
-    query_x, query_y = torch.stack([t.query_x for t in tasks]), torch.stack([t.query_y for t in tasks])
+    support_x, support_y, query_x, query_y = _stacked(tasks)
     per_step = []
     for step_params in batched.adaptation_steps(model, params, adapt, support_x, support_y, steps, lr):
         adapted = {name: batched.from_matmul_layout(name, step_params[name].detach(), params[name].shape)
@@ -301,6 +316,9 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     val_source = TaskSource(config, "val", 10 if config.dataset == "sinusoid" else 15)
     adapt = adapted_names(params, config.adapt_layers)
     classification = config.dataset != "sinusoid"
+    # MAML-type steps on the conv net: the whole meta-batch at once (metaviz.batched; about 1.5x
+    # task by task for second order, benchmarks/training.py), the same meta-gradient within rounding.
+    together = config.algorithm in ("maml", "fomaml", "anil") and batched.supports(model) and device.type == "cpu"
 
     def validate() -> float:
         detached = {k: v.detach() for k, v in params.items()}
@@ -321,26 +339,30 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
         if config.meta_lr_decay == "linear":
             optimizer.param_groups[0]["lr"] = reptile.outer_step_size(iteration, config.iterations, config.meta_lr, 0.0)
         total_loss, total_correct, reptile_adapted = 0.0, 0.0, []
-        for _ in range(config.meta_batch):
-            task = _to(train_source.sample(rng), device)
-            if config.algorithm == "joint":  # the baseline fits all of a task's points, without adapting
-                task = dataclasses.replace(task, query_x=torch.cat([task.support_x, task.query_x]),
-                                           query_y=torch.cat([task.support_y, task.query_y]))
-                adapted = params
-            elif config.algorithm == "reptile":  # phi from SGD steps; the query loss is only reported
-                adapted = reptile.adapt_to_task(model, params, task.support_x, task.support_y, steps=config.train_steps,
-                                                lr=config.inner_lr, adapt=adapt, batch=config.inner_batch, rng=rng)
-                reptile_adapted.append(adapted)
-            else:
-                adapted = inner_loop(model, params, {}, task.support_x, task.support_y, steps=config.train_steps,
-                                     lr=config.inner_lr, adapt=adapt, first_order=config.algorithm == "fomaml")[-1]
-            outputs = model.functional_forward(adapted, {}, task.query_x)
-            loss = task_loss(outputs, task.query_y) / config.meta_batch
-            if loss.requires_grad:  # Reptile's needs no gradient
-                loss.backward()
-            total_loss += loss.item()
-            if classification:
-                total_correct += (outputs.argmax(-1) == task.query_y).float().mean().item() / config.meta_batch
+        if together:
+            tasks = [train_source.sample(rng) for _ in range(config.meta_batch)]
+            total_loss, total_correct = _meta_batch_together(model, params, adapt, tasks, config)
+        else:
+            for _ in range(config.meta_batch):
+                task = _to(train_source.sample(rng), device)
+                if config.algorithm == "joint":  # the baseline fits all of a task's points, without adapting
+                    task = dataclasses.replace(task, query_x=torch.cat([task.support_x, task.query_x]),
+                                               query_y=torch.cat([task.support_y, task.query_y]))
+                    adapted = params
+                elif config.algorithm == "reptile":  # phi from SGD steps; the query loss is only reported
+                    adapted = reptile.adapt_to_task(model, params, task.support_x, task.support_y, steps=config.train_steps,
+                                                    lr=config.inner_lr, adapt=adapt, batch=config.inner_batch, rng=rng)
+                    reptile_adapted.append(adapted)
+                else:
+                    adapted = inner_loop(model, params, {}, task.support_x, task.support_y, steps=config.train_steps,
+                                         lr=config.inner_lr, adapt=adapt, first_order=config.algorithm == "fomaml")[-1]
+                outputs = model.functional_forward(adapted, {}, task.query_x)
+                loss = task_loss(outputs, task.query_y) / config.meta_batch
+                if loss.requires_grad:  # Reptile's needs no gradient
+                    loss.backward()
+                total_loss += loss.item()
+                if classification:
+                    total_correct += (outputs.argmax(-1) == task.query_y).float().mean().item() / config.meta_batch
         if config.algorithm == "reptile":
             epsilon = reptile.outer_step_size(iteration, config.iterations, config.outer_lr, config.outer_lr_final)
             reptile.meta_update(params, reptile_adapted, epsilon)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from metaviz import batched
-from metaviz.adaptation import adapted_names, inner_loop
+from metaviz.adaptation import adapted_names, inner_loop, task_loss
 from metaviz.models import ConvNetConfig, MLPConfig, build_model
 from metaviz.tasks import sample_task
 
@@ -91,3 +91,30 @@ def test_evaluating_tasks_together_gives_the_task_by_task_figures(monkeypatch):
         assert mine == pytest.approx(theirs, abs=1e-6)
     assert {k: v for k, v in together.items() if k != "per_step"} == pytest.approx(
         {k: v for k, v in one_by_one.items() if k != "per_step"})
+
+
+@pytest.mark.parametrize("first_order, layers", [(False, None), (True, None), (False, ("head",))],
+                         ids=["maml", "first-order", "anil"])
+def test_the_meta_gradient_of_tasks_together_equals_task_by_task(first_order, layers):
+    model, tasks = trained_looking(), digit_tasks(4)
+    stacked = {part: torch.stack([getattr(task, part) for task in tasks])
+               for part in ("support_x", "support_y", "query_x", "query_y")}
+
+    def meta_gradient(together: bool) -> dict:
+        parameters = {name: value.detach().clone().requires_grad_() for name, value in model.named_parameters()}
+        names = adapted_names(parameters, layers)
+        if together:
+            loss, _ = batched.meta_objective(model, parameters, names, steps=2, lr=0.4, first_order=first_order,
+                                             **stacked)
+        else:
+            loss = sum(task_loss(model.functional_forward(
+                inner_loop(model, parameters, {}, task.support_x, task.support_y, steps=2, lr=0.4, adapt=names,
+                           first_order=first_order)[-1], {}, task.query_x), task.query_y) for task in tasks)
+        loss.backward()
+        return {name: value.grad for name, value in parameters.items()}
+
+    together, one_by_one = meta_gradient(True), meta_gradient(False)
+    for name, gradient in one_by_one.items():
+        scale = gradient.abs().max().clamp_min(1e-6)
+        assert (together[name] - gradient).abs().max() / scale < 1e-4, name
+    assert any(gradient.abs().max() > 0 for gradient in together.values())
