@@ -9,8 +9,8 @@ trustworthiness. `neighbour_purity` and `neighbour_r2` measure what structure it
 
 The conv net's update vectors are ~112k wide. Above SKETCH_WIDTH columns they are sketched,
 batch by batch, by a sparse random projection (`Sketch`; Johnson-Lindenstrauss: pairwise
-distances survive within a few percent), so 2,000 tasks never hold 2,000 x 112k floats and a cached
-result stays a few megabytes.
+distances survive within a few percent), so 2,000 tasks never hold 2,000 x 112k floats and a
+cached result stays a few megabytes.
 
 umap-learn compiles its numba kernels on first use (15-25 s on this 2-core machine), in every
 new process: its kernels are not declared `cache=True`. `import_umap` switches numba's disk
