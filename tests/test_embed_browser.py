@@ -71,9 +71,12 @@ def click_point(page, index: int) -> int:
     return row
 
 
+SWITCH_MS = 120_000  # the click's rerun, then the Adaptation page's first run, on a busy 2-core machine
+
+
 def on_adaptation_page(page) -> None:
     """Waits for the switch to the Adaptation page (Streamlit changes the address in place, no page load)."""
-    page.wait_for_function("() => location.pathname.endsWith('/Adaptation')")
+    page.wait_for_function("() => location.pathname.endsWith('/Adaptation')", timeout=SWITCH_MS)
 
 
 def map_revision(page) -> str:
