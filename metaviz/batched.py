@@ -120,15 +120,9 @@ def forward_tasks(model: ConvNet, params: Params, images: torch.Tensor) -> torch
     return torch.baddbmm(params["head.bias"].unsqueeze(1), features, params["head.weight"].transpose(1, 2))
 
 
-def _per_task(shared: Params, per_task: Params, tasks: int) -> Params:
-    """Every parameter [T, ...] in matmul layout: theta_0's shared ones repeated (a view, no copy)."""
-    matrices = {name: to_matmul_layout(name, value.detach()) for name, value in shared.items() if name not in per_task}
-    params = {name: matrix.expand(tasks, *matrix.shape) for name, matrix in matrices.items()}
-    return params | {name: to_matmul_layout(name, value) for name, value in per_task.items()}
-
-
-def _differentiable_per_task(parameters: Params, tasks: int) -> Params:
-    """Every parameter [T, ...] in matmul layout, still attached to `parameters`' graph."""
+def _per_task(parameters: Params, tasks: int) -> Params:
+    """Every parameter [T, ...] in matmul layout: T views of one copy, still attached to whatever
+    graph `parameters` belong to (meta-training differentiates through them)."""
     matrices = {name: to_matmul_layout(name, value) for name, value in parameters.items()}
     return {name: matrix.expand(tasks, *matrix.shape) for name, matrix in matrices.items()}
 
@@ -141,7 +135,7 @@ def meta_objective(model: ConvNet, parameters: Params, names: tuple[str, ...], s
     back to them (through the inner gradients too unless `first_order`), and the query outputs
     [T, n, classes]. The same numbers as metaviz.adaptation.inner_loop task by task, within
     float32 rounding (tests/test_batched.py)."""
-    current = _differentiable_per_task(parameters, support_x.shape[0])
+    current = _per_task(parameters, support_x.shape[0])
     for _ in range(steps):
         loss = summed_task_losses(forward_tasks(model, current, support_x), support_y)
         gradients = torch.autograd.grad(loss, [current[name] for name in names], create_graph=not first_order)
@@ -177,7 +171,7 @@ def adaptation_steps(model: ConvNet, parameters: Params, names: tuple[str, ...],
     `parameters`: every parameter [T, ...] in matmul layout (for forward_tasks) after steps 0..K."""
     if not supports(model):
         raise ValueError("batched adaptation covers metaviz's conv net with per-image or no normalisation")
-    shared = _per_task(parameters, {}, support_x.shape[0])
+    shared = _per_task({name: value.detach() for name, value in parameters.items()}, support_x.shape[0])
     adapted = {name: shared[name].clone().requires_grad_() for name in names}
     yield shared
     for _ in range(steps):
