@@ -5,7 +5,9 @@ order: the dashboard never needs second-order graphs for display): metaviz task 
 single task on the Adaptation page), metaviz.batched a batch of tasks at a time (as the task
 embeddings do), learn2learn task by task. Prints tasks/s,
 the ratio, and the achieved GFLOP/s as a fraction of this machine's float32 matmul rate
-measured in the same run.
+measured in the same run. First on one thread each; then on the whole machine, as the task
+embeddings run: learn2learn with torch's threads on every core, metaviz.batched with one
+worker thread per core (each with one torch thread, a batch of tasks at a time).
 
     METAVIZ_DATA_DIR=../shared/data/omniglot .venv/bin/python benchmarks/adaptation.py
 """
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -23,7 +27,7 @@ from metaviz.adaptation import inner_loop, task_loss
 from metaviz.batched import adapt_tasks
 from metaviz.data import load_classes
 from metaviz.models import ConvNetConfig, build_model
-from metaviz.embed import BATCH_SIZE
+from metaviz.embed import BATCH_SIZE, WORKERS
 from metaviz.tasks import TaskSampler
 
 
@@ -56,6 +60,14 @@ def adapt_metaviz_batched(model, tasks, steps, lr, batch_size=BATCH_SIZE):
     return results
 
 
+def adapt_metaviz_workers(model, tasks, steps, lr, workers=WORKERS, batch_size=BATCH_SIZE):
+    """metaviz.batched on `workers` threads side by side, as metaviz.embed.collect_updates runs."""
+    batches = [tasks[start : start + batch_size] for start in range(0, len(tasks), batch_size)]
+    with ThreadPoolExecutor(workers) as pool:
+        return [adapted for batch in pool.map(lambda batch: adapt_metaviz_batched(model, batch, steps, lr), batches)
+                for adapted in batch]
+
+
 def adapt_learn2learn(model, tasks, steps, lr):
     import learn2learn
 
@@ -69,11 +81,13 @@ def adapt_learn2learn(model, tasks, steps, lr):
     return results
 
 
-def best_times(functions: dict, repeats: int) -> dict:
-    """Best of `repeats` for each function, interleaved so drifting load hits all alike."""
+def best_times(functions: dict, repeats: int, threads: dict | None = None) -> dict:
+    """Best of `repeats` for each function, interleaved so drifting load hits all alike;
+    `threads`: torch's thread count for each function (default: one)."""
     best = dict.fromkeys(functions, float("inf"))
     for _ in range(repeats):
         for name, function in functions.items():
+            torch.set_num_threads((threads or {}).get(name, 1))
             start = time.perf_counter()
             function()
             best[name] = min(best[name], time.perf_counter() - start)
@@ -103,23 +117,42 @@ def main() -> None:
         adapt_metaviz(model, tasks[:1], args.steps, 0.4)
     flops_per_task = counter.get_total_flops()
 
+    torch.set_num_threads(1)
     peak = matmul_gflops()
     l2l_model = copy.deepcopy(model)
     seconds = best_times({"learn2learn clone/adapt": lambda: adapt_learn2learn(l2l_model, tasks, args.steps, 0.4),
                           "metaviz inner_loop": lambda: adapt_metaviz(model, tasks, args.steps, 0.4),
                           f"metaviz batched ({BATCH_SIZE})": lambda: adapt_metaviz_batched(model, tasks, args.steps, 0.4)},
                          args.repeats)
-    l2l_seconds = seconds["learn2learn clone/adapt"]
-    rows = list(seconds.items())
-    print(f"{args.tasks} Omniglot 5-way 1-shot tasks x {args.steps} steps, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; float32 matmul peak {peak:.1f} GFLOP/s")
-    print(f"{'implementation':<28}{'tasks/s':>10}{'GFLOP/s':>10}{'% of peak':>11}{'vs l2l':>9}")
-    for name, seconds in rows:
-        gflops = flops_per_task * args.tasks / seconds / 1e9
-        print(f"{name:<28}{args.tasks / seconds:>10.1f}{gflops:>10.2f}{100 * gflops / peak:>10.1f}%"
-              f"{l2l_seconds / seconds:>8.2f}x")
+    print(f"{args.tasks} Omniglot 5-way 1-shot tasks x {args.steps} steps, torch {torch.__version__}; "
+          f"float32 matmul peak {peak:.1f} GFLOP/s on one thread; load average {os.getloadavg()[0]:.1f}")
+    print_rows("One thread each", seconds, args.tasks, flops_per_task, peak)
+
+    cores = os.cpu_count() or 1
+    whole = best_times({"learn2learn clone/adapt": lambda: adapt_learn2learn(l2l_model, tasks, args.steps, 0.4),
+                        f"metaviz batched, {cores} workers": lambda: adapt_metaviz_workers(
+                            model, tasks, args.steps, 0.4, workers=cores)},
+                       args.repeats, threads={"learn2learn clone/adapt": cores})
+    print_rows(f"The whole machine ({cores} cores): learn2learn on {cores} torch threads, metaviz on {cores} "
+               "worker threads of one torch thread", whole, args.tasks, flops_per_task, peak * cores)
+    threaded = adapt_metaviz_workers(model, tasks[:2 * BATCH_SIZE], args.steps, 0.4, workers=cores)
+    threaded_difference = max((o[k] - e[k]).abs().max().item() for o, e in
+                              zip(threaded, adapt_metaviz_batched(model, tasks[:2 * BATCH_SIZE], args.steps, 0.4))
+                              for k in o)
     print(f"max |metaviz - learn2learn| over adapted parameters: {max_difference:.2e}")
     print(f"max |batched - inner_loop| over adapted parameters ({BATCH_SIZE} tasks): {batched_difference:.2e}")
+    print(f"max |batched on {cores} workers - batched| ({2 * BATCH_SIZE} tasks): {threaded_difference:.2e}")
+
+
+def print_rows(title: str, seconds: dict, tasks: int, flops_per_task: float, peak: float) -> None:
+    """tasks/s, GFLOP/s and its share of `peak`, and the ratio to learn2learn, one row each."""
+    l2l_seconds = seconds["learn2learn clone/adapt"]
+    print(f"\n{title}; % of peak: of {peak:.1f} GFLOP/s")
+    print(f"{'implementation':<34}{'tasks/s':>10}{'GFLOP/s':>10}{'% of peak':>11}{'vs l2l':>9}")
+    for name, time_taken in seconds.items():
+        gflops = flops_per_task * tasks / time_taken / 1e9
+        print(f"{name:<34}{tasks / time_taken:>10.1f}{gflops:>10.2f}{100 * gflops / peak:>10.1f}%"
+              f"{l2l_seconds / time_taken:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ functions: nothing here slows the dashboard's start.
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,6 +48,9 @@ BATCH_SIZE = 20  # tasks adapted, measured and sketched together
 # tasks a batch, 1.7-1.8x at 10 or 40 (benchmarks/adaptation.py, a busy machine); for the
 # others one vmap(grad) per step, 1.3-1.8x at 10 or 25 (benchmarks/embed.py).
 VECTORISE = True
+# Threads adapting batches side by side (each with torch's one thread, pages/_shared.py): a
+# 500-task map is batch work the user waits for, so it may take the machine's cores.
+WORKERS = max(1, min(4, os.cpu_count() or 1))
 NEIGHBOURS = 10  # k of the trustworthiness and neighbour measures
 
 
@@ -209,10 +214,11 @@ def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: 
                     steps: int | None = None, lr: float | None = None, adapt_layers: Sequence[str] | None = None,
                     shots: int | None = None, queries: int | None = None, one_group: bool = False,
                     batch_size: int = BATCH_SIZE, vectorise: bool = VECTORISE, random_state: int = 0,
-                    progress: Progress | None = None) -> TaskUpdates:
+                    workers: int = WORKERS, progress: Progress | None = None) -> TaskUpdates:
     """Samples `n_tasks` tasks from the checkpoint's meta-test split (see `sample_tasks`), adapts
     each with the checkpoint's inner loop (steps, lr, adapted layers and task shape, unless
-    given) and collects their update vectors: every adapted layer's, or only `layer`'s."""
+    given) and collects their update vectors: every adapted layer's, or only `layer`'s.
+    `workers` threads adapt batches side by side; the result does not depend on how many."""
     steps = checkpoint.inner_steps if steps is None else int(steps)
     lr = checkpoint.inner_lr if lr is None else float(lr)
     if steps < 1:
@@ -233,17 +239,25 @@ def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: 
     model = checkpoint.build_model()
     width = sum(checkpoint.parameters[name].numel() for name in kept)
     sketch = _sketcher(width, random_state)
-    vectors, norms, metrics = [], [], []
-    for start in range(0, n_tasks, batch_size):
-        batch = tasks[start : start + batch_size]
+
+    def one_batch(batch: Sequence[Task]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         adapted, batch_metrics = _adapt_batch(model, checkpoint, names, batch, steps, lr, vectorise)
         update = torch.cat([(adapted[name] - checkpoint.parameters[name]).flatten(1) for name in kept], 1).numpy()
-        norms.append(np.linalg.norm(update, axis=1))
-        vectors.append(update if sketch is None else sketch.transform(update))
-        metrics.append(batch_metrics)
-        if progress:
-            done = min(start + batch_size, n_tasks)
-            progress(done / n_tasks, f"Adapted {done} of {n_tasks} tasks")
+        return np.linalg.norm(update, axis=1), update if sketch is None else sketch.transform(update), batch_metrics
+
+    vectors, norms, metrics = [], [], []
+    batches = [tasks[start : start + batch_size] for start in range(0, n_tasks, batch_size)]
+    # Batches are independent, and torch lets go of the GIL inside its kernels: WORKERS threads
+    # of one torch thread each keep that many cores busy (1.6-1.9x with two). Results come
+    # back in order, and progress is reported from this thread (Streamlit's elements need it).
+    with ThreadPoolExecutor(max(1, min(workers, len(batches)))) as pool:
+        for done, (norm, vector, batch_metrics) in enumerate(pool.map(one_batch, batches), 1):
+            norms.append(norm)
+            vectors.append(vector)
+            metrics.append(batch_metrics)
+            if progress:
+                finished = min(done * batch_size, n_tasks)
+                progress(finished / n_tasks, f"Adapted {finished} of {n_tasks} tasks")
     metadata = task_metadata(tasks)
     metadata["update_norm"] = np.concatenate(norms)
     metadata |= {name: np.concatenate([m[name] for m in metrics]) for name in metrics[0]}

@@ -285,9 +285,11 @@ def training_progress_text(extra: dict) -> str:
     if done < planned:
         return f"unfinished: {done:,} of {planned:,} iterations (a snapshot of a run still in progress)"
     earlier = extra.get("continued_from", {}).get("iterations")
+    decay = extra.get("train_config", {}).get("meta_lr_decay") == "linear"
     if _is_number(earlier):
-        return f"complete ({earlier + done:,} iterations: {earlier:,}, then {done:,} more continuing from them)"
-    return f"complete ({done:,} iterations)"
+        last = f"; over the last {done:,} the meta-learning rate fell linearly to 0" if decay else ""
+        return f"complete ({earlier + done:,} iterations: {earlier:,}, then {done:,} more continuing from them{last})"
+    return f"complete ({done:,} iterations{'; the meta-learning rate fell linearly to 0' if decay else ''})"
 
 
 def created_text(created: str) -> str:

@@ -3,6 +3,7 @@ repeatable projections, quality thresholds on data with known structure, aligned
 import base64
 import io
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -85,6 +86,20 @@ def test_wide_updates_are_sketched_keeping_distances():
     distances = lambda points: np.linalg.norm(points[:, None] - points[None], axis=-1)[pairs]  # noqa: E731
     ratio = distances(narrow) / distances(wide)
     assert np.all(np.abs(ratio - 1) < 0.15), (ratio.min(), ratio.max())
+
+
+def test_threads_change_nothing_but_the_time():
+    checkpoint = make_checkpoint("digits")
+    reported = []
+    one, three = (embed.collect_updates(checkpoint, n_tasks=20, batch_size=6, workers=workers,
+                                        progress=lambda fraction, text: reported.append(
+                                            (fraction, threading.current_thread())))
+                  for workers in (1, 3))
+    np.testing.assert_array_equal(one.vectors, three.vectors)
+    for name, column in one.metadata.items():
+        np.testing.assert_array_equal(column, three.metadata[name])
+    here = threading.current_thread()  # Streamlit's elements only work from the script's thread
+    assert reported == [(fraction, here) for fraction in [0.0, 6 / 20, 12 / 20, 18 / 20, 1.0] * 2]
 
 
 def test_one_layer_and_errors():

@@ -260,4 +260,11 @@ def test_training_progress_text_flags_unfinished_runs():
     assert training_progress_text({"iterations_done": 6000, "train_config": {"iterations": 6000},
                                    "continued_from": {"iterations": 30000}}) == \
         "complete (36,000 iterations: 30,000, then 6,000 more continuing from them)"
+    decaying = {"iterations": 6000, "meta_lr_decay": "linear"}
+    assert training_progress_text({"iterations_done": 6000, "train_config": decaying,
+                                   "continued_from": {"iterations": 30000}}) == \
+        "complete (36,000 iterations: 30,000, then 6,000 more continuing from them; over the last 6,000 " \
+        "the meta-learning rate fell linearly to 0)"
+    assert training_progress_text({"iterations_done": 6000, "train_config": decaying}) == \
+        "complete (6,000 iterations; the meta-learning rate fell linearly to 0)"
     assert training_progress_text({}) == "not recorded"
