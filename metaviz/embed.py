@@ -50,7 +50,7 @@ BATCH_SIZE = 20  # tasks adapted, measured and sketched together
 VECTORISE = True
 # Threads adapting batches side by side (each with torch's one thread, pages/_shared.py): a
 # 500-task map is batch work the user waits for, so it may take the machine's cores.
-WORKERS = max(1, min(4, os.cpu_count() or 1))
+WORKERS = max(1, int(os.environ.get("METAVIZ_EMBED_WORKERS", min(4, os.cpu_count() or 1))))
 NEIGHBOURS = 10  # k of the trustworthiness and neighbour measures
 
 

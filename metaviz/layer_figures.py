@@ -96,7 +96,7 @@ def update_boxes(statistics: LayerStatistics) -> go.Figure:
     tasks agree on its direction (mean cosine similarity of their updates)."""
     fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.12,
                         subplot_titles=(f"Change per task ({statistics.tasks} tasks), % of layer size",
-                                        "Do tasks move a layer the same way?"))
+                                        "Do tasks move a layer<br>the same way?"))  # narrow: two lines
     for index, layer in enumerate(statistics.layers):
         fig.add_trace(go.Box(y=100 * statistics.relative[:, index], name=layer, marker_color=SUPPORT_COLOUR,
                              boxpoints="outliers", showlegend=False,
@@ -106,7 +106,7 @@ def update_boxes(statistics: LayerStatistics) -> go.Figure:
                          hovertemplate="%{x}: mean cosine similarity %{y:.2f}<extra></extra>"), row=1, col=2)
     fig.update_yaxes(ticksuffix="%", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(range=[-1, 1], title_text="cosine similarity (1 = same direction)", row=1, col=2)
-    fig.update_layout(height=380, margin={"t": 40, "b": 10})
+    fig.update_layout(height=400, margin={"t": 60, "b": 10})
     return fig
 
 
