@@ -2,21 +2,26 @@
 
 Each "cold" row is a fresh Python process doing what the Task embeddings page does on its
 first visit (pages/_embed.task_embedding: import, load the checkpoint and the data split,
-start UMAP's warm-up thread, sample and adapt the tasks, sketch, PCA, UMAP, trustworthiness,
-structure measures); its "warm" figure is the page's rerun in that process (the stored result,
-the figure built and serialised as st.plotly_chart does). Three cold rows:
+start UMAP's warm-up thread, sample and adapt the tasks on metaviz.embed.WORKERS threads,
+sketch, PCA, UMAP, trustworthiness, structure measures); its "warm" figure is the page's rerun
+in that process (the stored result, the figure built and serialised as st.plotly_chart does).
+Cold rows:
 
 - numba cache empty: the first process ever on a machine (UMAP's kernels compile);
 - numba cache filled: any later process (metaviz.embed.import_umap loads them from disk);
-- no warm-up thread: as the previous row, UMAP imported only after the tasks adapted.
+- one worker: as the previous row, the batches adapted one after another (METAVIZ_EMBED_WORKERS=1);
+- no warm-up thread: as "numba cache filled", UMAP imported only after the tasks adapted;
+- in the running dashboard: as "numba cache filled", but the clock starts once torch, Streamlit
+  and the checkpoint are loaded, as they are by the time a user opens the page (the first page
+  loads them): the wait a user sees after choosing the page, less the browser's drawing.
 
-Then, in this process, the adaptation alone: task by task vs batches (metaviz.batched, as the
-page adapts the conv net's tasks), interleaved.
+Then, in this process, the adaptation alone on one thread: task by task vs batches
+(metaviz.batched, as the page adapts the conv net's tasks), interleaved.
 
 Every row also gives the CPU seconds the work used (time.process_time, all threads). On this
 shared 2-core machine other work takes turns with the benchmark, so wall seconds grow with the
-load average; with one thread, CPU seconds are close to what the wall time would be on a core
-of its own, and they are what compares across runs.
+load average; the workers make the CPU seconds of a cold row larger than its wall seconds
+when a second core is free.
 
     OMP_NUM_THREADS=1 METAVIZ_DATA_DIR=../shared/data/omniglot .venv/bin/python benchmarks/embed.py
 """
@@ -35,8 +40,9 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPOSITORY / "checkpoints" / "omniglot-5w1s-maml.safetensors"
 
 
-def child(tasks: int, steps: int, warm_up: bool) -> None:
-    """One cold page visit and one warm rerun, timed; prints one JSON line."""
+def child(tasks: int, steps: int, warm_up: bool, preloaded: bool) -> None:
+    """One cold page visit and one warm rerun, timed; prints one JSON line. `preloaded`: the
+    clock starts after the imports and the checkpoint's loading."""
     start = time.perf_counter()
     # The dashboard's pages/ (a namespace package), not this folder's pages.py, which would win.
     here = Path(__file__).resolve().parent
@@ -51,13 +57,20 @@ def child(tasks: int, steps: int, warm_up: bool) -> None:
     if not warm_up:
         embed.start_warm_up = lambda: _NoThread()  # the page's call becomes a no-op
     path = str(CHECKPOINT)
+    if preloaded:
+        from pages._shared import load_checkpoint
+
+        load_checkpoint(path, services.file_sha256(path))
+        start, cpu_start = time.perf_counter(), time.process_time()
+    else:
+        cpu_start = 0.0
     arguments = (path, services.file_sha256(path), {"n_tasks": tasks, "seed": 0, "shots": 1, "queries": 5,
                                                     "one_group": True, "layer": None},
                  {"steps": steps, "lr": 0.4, "adapt_layers": ("conv1", "conv2", "conv3", "conv4", "head")},
                  "umap", 0, {})
     embedding, measures = _embed.task_embedding(*arguments)
     json.dumps(map_data(embedding, "alphabet"))  # what the page hands its map component
-    cold, cold_cpu = time.perf_counter() - start, time.process_time()
+    cold, cold_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     mark, mark_cpu = time.perf_counter(), time.process_time()
     embedding, measures = _embed.task_embedding(*arguments)
     json.dumps(map_data(embedding, "alphabet"))
@@ -73,12 +86,17 @@ class _NoThread:
         pass
 
 
-def cold_run(tasks: int, steps: int, numba_cache: str, warm_up: bool = True) -> dict:
+def cold_run(tasks: int, steps: int, numba_cache: str, warm_up: bool = True, workers: int | None = None,
+             preloaded: bool = False) -> dict:
     env = {**os.environ, "NUMBA_CACHE_DIR": numba_cache, "PYTHONPATH": str(REPOSITORY),
            "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    if workers is not None:
+        env["METAVIZ_EMBED_WORKERS"] = str(workers)
     command = [sys.executable, __file__, "--child", "--tasks", str(tasks), "--steps", str(steps)]
     if not warm_up:
         command.append("--no-warm-up")
+    if preloaded:
+        command.append("--preloaded")
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, check=True)
     row = json.loads(result.stdout.strip().splitlines()[-1])
@@ -119,27 +137,33 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="of the adaptation-only comparison")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-warm-up", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--preloaded", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.tasks, args.steps, warm_up=not args.no_warm_up)
+        child(args.tasks, args.steps, warm_up=not args.no_warm_up, preloaded=args.preloaded)
         return
     if not CHECKPOINT.is_file():
         sys.exit(f"{CHECKPOINT} is missing")
     print(f"{args.tasks} Omniglot 5-way 1-shot tasks (one alphabet each) x {args.steps} steps -> UMAP map; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    header = (f"{'cold run':<38} {'cold s':>7} {'CPU s':>6} {'+ start':>8} {'warm s':>7} {'trust':>6} {'purity':>7} "
+    from metaviz.embed import WORKERS
+
+    header = (f"{'cold run':<44} {'cold s':>7} {'CPU s':>6} {'+ start':>8} {'warm s':>7} {'trust':>6} {'purity':>7} "
               f"{'chance':>7} {'load':>5}")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as numba_cache:
-        runs = [("numba cache empty (first process ever)", True), ("numba cache filled", True),
-                ("numba cache filled, no warm-up thread", False)]
-        for label, warm_up in runs:
-            row = cold_run(args.tasks, args.steps, numba_cache, warm_up)
-            print(f"{label:<38} {row['cold']:>7.1f} {row['cold_cpu']:>6.1f} {row['process']:>8.1f} {row['warm']:>7.3f} "
+        runs = [("numba cache empty (first process ever)", {}), (f"numba cache filled, {WORKERS} worker(s)", {}),
+                ("numba cache filled, 1 worker", {"workers": 1}),
+                ("numba cache filled, no warm-up thread", {"warm_up": False}),
+                ("in the running dashboard", {"preloaded": True})]
+        for label, settings in runs:
+            row = cold_run(args.tasks, args.steps, numba_cache, **settings)
+            print(f"{label:<44} {row['cold']:>7.1f} {row['cold_cpu']:>6.1f} {row['process']:>8.1f} {row['warm']:>7.3f} "
                   f"{row['trustworthiness']:>6.3f} {row['purity']:>7.3f} {row['chance']:>7.3f} {row['load']:>5.1f}",
                   flush=True)
-    print("cold s: from the process's first import to the map's data serialised; CPU s: the CPU time it used "
+    print("cold s: from the process's first import (the running-dashboard row: from the page's call) to the "
+          "map's data serialised; CPU s: the CPU time it used "
           "(all threads); + start: with interpreter start and exit; warm s: the page's rerun (stored result + "
           "map data)")
     print(f"\nAdaptation alone, {min(args.tasks, 200)} tasks x {args.steps} steps, best of {args.repeats} "

@@ -169,13 +169,21 @@ def adaptation_steps(model: ConvNet, parameters: Params, names: tuple[str, ...],
                      support_y: torch.Tensor, steps: int, lr: float) -> Iterator[Params]:
     """First-order inner loop for T tasks of one shape (support_x [T, n, C, H, W]) from the shared
     `parameters`: every parameter [T, ...] in matmul layout (for forward_tasks) after steps 0..K."""
+    return steps_on_batches(model, parameters, names, support_x.shape[0], [(support_x, support_y)] * steps, lr)
+
+
+def steps_on_batches(model: ConvNet, parameters: Params, names: tuple[str, ...], tasks: int,
+                     batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> Iterator[Params]:
+    """One plain gradient step per (x [T, n, C, H, W], y [T, n]) in `batches` for T = `tasks`
+    tasks at once (Reptile's inner loop takes a new mini-batch each step): every parameter
+    [T, ...] in matmul layout before the first step and after each."""
     if not supports(model):
         raise ValueError("batched adaptation covers metaviz's conv net with per-image or no normalisation")
-    shared = _per_task({name: value.detach() for name, value in parameters.items()}, support_x.shape[0])
+    shared = _per_task({name: value.detach() for name, value in parameters.items()}, tasks)
     adapted = {name: shared[name].clone().requires_grad_() for name in names}
     yield shared
-    for _ in range(steps):
-        loss = summed_task_losses(forward_tasks(model, {**shared, **adapted}, support_x), support_y)
+    for x, y in batches:
+        loss = summed_task_losses(forward_tasks(model, {**shared, **adapted}, x), y)
         gradients = torch.autograd.grad(loss, list(adapted.values()))
         adapted = {name: (value - lr * gradient).detach().requires_grad_()
                    for (name, value), gradient in zip(adapted.items(), gradients)}

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from metaviz import batched
 from metaviz.adaptation import Params, inner_loop
 
 
@@ -48,6 +49,21 @@ def adapt_to_task(model: torch.nn.Module, params: Params, x: torch.Tensor, y: to
         index = torch.as_tensor(indices, device=x.device)
         current = inner_loop(model, current, {}, x[index], y[index], steps=1, lr=lr, adapt=adapt, first_order=True)[-1]
     return {name: value.detach() for name, value in current.items()}
+
+
+def adapt_tasks_together(model: torch.nn.Module, params: Params, xs: Sequence[torch.Tensor],
+                         ys: Sequence[torch.Tensor], step_indices: Sequence[list[np.ndarray]], *, lr: float,
+                         adapt: tuple[str, ...]) -> list[Params]:
+    """adapt_to_task for several tasks at once (metaviz.batched: the conv net), each task t
+    stepping on the mini-batches step_indices[t] (drawn by inner_batches, in the caller's
+    order, so the data are those task by task would see); the same φ within float32 rounding."""
+    steps = [(torch.stack([x[torch.as_tensor(indices[step])] for x, indices in zip(xs, step_indices)]),
+              torch.stack([y[torch.as_tensor(indices[step])] for y, indices in zip(ys, step_indices)]))
+             for step in range(len(step_indices[0]))]
+    *_, last = batched.steps_on_batches(model, params, adapt, len(xs), steps, lr)
+    moved = {name: batched.from_matmul_layout(name, last[name].detach(), params[name].shape) for name in adapt}
+    fixed = {name: value.detach() for name, value in params.items()}
+    return [fixed | {name: value[task] for name, value in moved.items()} for task in range(len(xs))]
 
 
 @torch.no_grad()

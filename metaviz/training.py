@@ -142,6 +142,15 @@ def _meta_batch_together(model, params, adapt, tasks: list[Task], config: TrainC
     return loss.item() / len(tasks), (outputs.argmax(-1) == query_y).float().mean().item()
 
 
+@torch.no_grad()
+def _query_scores(model, adapted: list[dict], tasks: list[Task]) -> tuple[float, float]:
+    """Mean query loss and accuracy over tasks, each task with its own adapted parameters."""
+    outputs = [model.functional_forward(params, {}, task.query_x) for params, task in zip(adapted, tasks)]
+    loss = np.mean([task_loss(output, task.query_y).item() for output, task in zip(outputs, tasks)])
+    accuracy = np.mean([(output.argmax(-1) == task.query_y).float().mean().item() for output, task in zip(outputs, tasks)])
+    return float(loss), float(accuracy)
+
+
 def _batch_query_accuracies(model, params, tasks: list[Task], steps: int, lr: float, adapt) -> np.ndarray:
     """[T, K+1] query accuracy after steps 0..K for tasks of one shape, all at once: the numbers
     per_step_query_metrics gives task by task (within float32 rounding; tests/test_batched.py)."""
@@ -318,7 +327,10 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     classification = config.dataset != "sinusoid"
     # MAML-type steps on the conv net: the whole meta-batch at once (metaviz.batched; about 1.5x
     # task by task for second order, benchmarks/training.py), the same meta-gradient within rounding.
-    together = config.algorithm in ("maml", "fomaml", "anil") and batched.supports(model) and device.type == "cpu"
+    # Reptile too (its inner loops, 1.3-1.45x task by task with the paper's settings), the same
+    # tasks and mini-batches as task by task.
+    together = config.algorithm in ("maml", "fomaml", "anil", "reptile") and batched.supports(model) \
+        and device.type == "cpu"
 
     def validate() -> float:
         detached = {k: v.detach() for k, v in params.items()}
@@ -339,7 +351,17 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
         if config.meta_lr_decay == "linear":
             optimizer.param_groups[0]["lr"] = reptile.outer_step_size(iteration, config.iterations, config.meta_lr, 0.0)
         total_loss, total_correct, reptile_adapted = 0.0, 0.0, []
-        if together:
+        if together and config.algorithm == "reptile":
+            tasks, step_indices = [], []
+            for _ in range(config.meta_batch):  # the order task by task draws them in
+                tasks.append(train_source.sample(rng))
+                step_indices.append(reptile.inner_batches(len(tasks[-1].support_x), config.train_steps,
+                                                          config.inner_batch, rng))
+            reptile_adapted = reptile.adapt_tasks_together(
+                model, params, [task.support_x for task in tasks], [task.support_y for task in tasks], step_indices,
+                lr=config.inner_lr, adapt=adapt)
+            total_loss, total_correct = _query_scores(model, reptile_adapted, tasks)
+        elif together:
             tasks = [train_source.sample(rng) for _ in range(config.meta_batch)]
             total_loss, total_correct = _meta_batch_together(model, params, adapt, tasks, config)
         else:

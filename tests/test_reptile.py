@@ -58,6 +58,33 @@ def test_inner_batches_use_every_example_before_repeating_one():
     assert all(np.array_equal(batch, np.arange(5)) for batch in reptile.inner_batches(5, 3, 0, np.random.default_rng()))
 
 
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_tasks_adapted_together_step_on_the_same_mini_batches_as_task_by_task(dtype, tolerance):
+    from dataclasses import replace
+
+    from metaviz.data import load_classes
+    from metaviz.models import ConvNetConfig
+    from metaviz.tasks import TaskSampler
+
+    torch.manual_seed(0)
+    model = build_model(ConvNetConfig()).to(dtype)
+    theta = {name: value.detach().clone() for name, value in model.named_parameters()}
+    sampler, rng = TaskSampler(load_classes("digits", "train"), ways=5, shots=4, queries=1), np.random.default_rng(1)
+    tasks = [replace(task, support_x=task.support_x.to(dtype)) for task in (sampler.sample(rng) for _ in range(3))]
+    steps = [reptile.inner_batches(len(task.support_x), 4, 6, np.random.default_rng(seed)) for seed, task in
+             enumerate(tasks)]
+    names = adapted_names(theta, ("conv3", "conv4", "head"))
+    together = reptile.adapt_tasks_together(model, theta, [t.support_x for t in tasks], [t.support_y for t in tasks],
+                                            steps, lr=0.3, adapt=names)
+    for seed, (task, phi) in enumerate(zip(tasks, together)):
+        alone = reptile.adapt_to_task(model, theta, task.support_x, task.support_y, steps=4, lr=0.3, adapt=names,
+                                      batch=6, rng=np.random.default_rng(seed))  # draws the same batches
+        for name in theta:
+            torch.testing.assert_close(phi[name], alone[name], rtol=tolerance, atol=tolerance)
+        assert all(torch.equal(phi[name], theta[name]) for name in theta if name not in names)
+        assert any(not torch.equal(phi[name], theta[name]) for name in names)
+
+
 REPTILE = dict(algorithm="reptile", dataset="digits", meta_batch=2, queries=2, train_shots=3, inner_batch=4,
                train_steps=3, inner_lr=0.1, test_steps=5, val_every=4, val_tasks=2, save_every=1)
 
@@ -69,16 +96,20 @@ def test_one_reptile_iteration_moves_theta_by_the_mean_task_update(tmp_path):
     theta = {name: value.detach().clone() for name, value in model.named_parameters()}
     rng = np.random.default_rng([config.seed, 0])  # the generator train() uses for iteration 0
     source = TaskSource(config, "train", config.queries, shots=config.train_shots)
-    adapted = []
+    tasks, step_indices = [], []
     for _ in range(config.meta_batch):
-        task = source.sample(rng)
-        assert len(task.support_x) == config.ways * config.train_shots
-        adapted.append(reptile.adapt_to_task(model, theta, task.support_x, task.support_y, steps=3, lr=0.1,
-                                             adapt=adapted_names(theta, None), batch=4, rng=rng))
+        tasks.append(source.sample(rng))
+        assert len(tasks[-1].support_x) == config.ways * config.train_shots
+        step_indices.append(reptile.inner_batches(len(tasks[-1].support_x), 3, 4, rng))
+    # train() adapts the conv net's meta-batch together, which equals adapt_to_task task by task
+    # (test_tasks_adapted_together_step_on_the_same_mini_batches_as_task_by_task).
+    adapted = reptile.adapt_tasks_together(model, theta, [t.support_x for t in tasks], [t.support_y for t in tasks],
+                                           step_indices, lr=0.1, adapt=adapted_names(theta, None))
     checkpoint = train(config, tmp_path / "run", out=tmp_path / "r.safetensors", show_progress=False)
     for name in theta:
         mean_difference = torch.stack([phi[name] - theta[name] for phi in adapted]).mean(0)
         torch.testing.assert_close(checkpoint.parameters[name], theta[name] + 0.6 * mean_difference)
+        assert (mean_difference != 0).any(), name
     loaded = load_checkpoint(tmp_path / "r.safetensors")
     assert loaded.algorithm == "reptile" and loaded.adapt_layers is None
     assert (loaded.inner_lr, loaded.inner_steps, loaded.shots) == (0.1, 5, 1)  # test-time adaptation: its inner settings
