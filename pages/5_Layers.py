@@ -53,7 +53,7 @@ with by_unit:
 st.subheader("Many tasks")
 st.caption("The same measurements over many new tasks from the meta-test data, adapting as above, and a "
            "test of which layers must adapt at all: the same tasks adapted with some layers frozen.")
-columns = st.columns([2, 1, 1], vertical_alignment="bottom")
+columns = st.columns([1.8, 1, 1.5], vertical_alignment="bottom")
 tasks = columns[0].slider("Number of tasks", 10, 500, value=100, step=10, key="layers_tasks",
                           help="More tasks give tighter confidence intervals and take longer.")
 seed = columns[1].number_input("First task number", 0, 2**31 - 1, value=0, key="layers_seed",
