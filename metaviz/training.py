@@ -24,12 +24,13 @@ from safetensors.torch import load_file, save
 from metaviz import batched, reptile
 from metaviz.adaptation import adapted_names, inner_loop, task_loss
 from metaviz.checkpoints import Checkpoint, atomic_write_bytes, load_checkpoint, save_checkpoint
-from metaviz.data import load_classes
+from metaviz.data import ImageClasses, load_classes
 from metaviz.models import OMNIGLOT_MLP_SIZES, ConvNetConfig, MLPConfig, build_model, model_config_to_dict
 from metaviz.tasks import Task, TaskSampler, sample_sinusoid_task
 
 ALGORITHMS = ("maml", "fomaml", "anil", "joint", "reptile")
 META_LR_DECAYS = ("none", "linear")
+TRAIN_CLASSES = ("train", "train+val")
 MODELS = ("conv", "mlp")
 
 
@@ -67,6 +68,9 @@ class TrainConfig:
     # A metaviz checkpoint to start from instead of a fresh initialisation (same model): a second
     # phase of a finished run, e.g. with --meta-lr-decay linear. Its history comes first in this one's.
     init_from: str = ""
+    # train | train+val: meta-train on the validation alphabets (digits) too, a last fit once the
+    # settings were chosen on validation. Such a run has nothing left to validate on, so it does not.
+    train_classes: str = "train"
 
     @property
     def adapt_layers(self) -> tuple[str, ...] | None:
@@ -91,13 +95,18 @@ def same_settings(saved: dict, config: TrainConfig) -> bool:
 
 
 class TaskSource:
-    """Tasks of one split for iteration-seeded generators; sinusoid needs no split."""
+    """Tasks of one split ("train+val": both, each with the training split's rotations) for
+    iteration-seeded generators; sinusoid needs no split."""
 
     def __init__(self, config: TrainConfig, split: str, queries: int, progress=None, shots: int | None = None):
         self.config, self.queries, self.shots = config, queries, shots or config.shots
         self.sampler = None
         if config.dataset != "sinusoid":
-            classes = load_classes(config.dataset, split, progress=progress)
+            if split == "train+val":
+                classes = _joined(load_classes(config.dataset, "train", progress=progress),
+                                  load_classes(config.dataset, "val", rotations=True, progress=progress))
+            else:
+                classes = load_classes(config.dataset, split, progress=progress)
             self.sampler = TaskSampler(classes, config.ways, self.shots, queries)
 
     def sample(self, rng: np.random.Generator) -> Task:
@@ -105,6 +114,13 @@ class TaskSource:
             return sample_sinusoid_task(shots=self.shots, queries=self.queries,
                                         seed=int(rng.integers(2**63)))
         return self.sampler.sample(rng)
+
+
+def _joined(first: ImageClasses, second: ImageClasses) -> ImageClasses:
+    images = np.concatenate([first.images, second.images])
+    images.setflags(write=False)
+    return ImageClasses(first.dataset, f"{first.split}+{second.split}", images,
+                        first.class_names + second.class_names, first.groups + second.groups)
 
 
 def _to(task: Task, device: torch.device) -> Task:
@@ -294,6 +310,10 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     """
     if config.algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {config.algorithm!r}; choose one of {ALGORITHMS}")
+    if config.train_classes not in TRAIN_CLASSES:
+        raise ValueError(f"unknown training classes {config.train_classes!r}; choose one of {TRAIN_CLASSES}")
+    if config.train_classes != "train" and config.dataset == "sinusoid":
+        raise ValueError("sine-wave tasks have no classes to add: --train-classes is for image datasets")
     if config.meta_lr_decay not in META_LR_DECAYS:
         raise ValueError(f"unknown meta-lr decay {config.meta_lr_decay!r}; choose one of {META_LR_DECAYS}")
     run_dir = Path(run_dir)
@@ -321,8 +341,9 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     elif state_path.exists() and not resume:
         raise FileExistsError(f"{state_path} exists: pass --resume to continue it, or choose another run folder")
 
-    train_source = TaskSource(config, "train", config.queries, shots=config.train_shots or config.shots)
-    val_source = TaskSource(config, "val", 10 if config.dataset == "sinusoid" else 15)
+    train_source = TaskSource(config, config.train_classes, config.queries, shots=config.train_shots or config.shots)
+    validating = config.train_classes == "train"
+    val_source = TaskSource(config, "val", 10 if config.dataset == "sinusoid" else 15) if validating else None
     adapt = adapted_names(params, config.adapt_layers)
     classification = config.dataset != "sinusoid"
     # MAML-type steps on the conv net: the whole meta-batch at once (metaviz.batched; about 1.5x
@@ -400,7 +421,7 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
             window_loss, window_accuracy = [], []
             bar.set_postfix(loss=f"{history.meta_loss[-1]:.3f}",
                             **({"acc": f"{history.meta_accuracy[-1]:.3f}"} if classification else {}))
-        if done % config.val_every == 0 or done == config.iterations:
+        if validating and (done % config.val_every == 0 or done == config.iterations):
             history.val_iteration.append(offset + done)
             history.val_metric.append(validate())
             bar.write(f"iteration {done}: validation {'accuracy' if classification else 'MSE'} "
@@ -419,7 +440,7 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
         parameters={k: v.detach().cpu() for k, v in params.items()}, algorithm=config.algorithm,
         dataset=config.dataset, ways=config.ways if classification else 0, shots=config.shots,
         queries=config.queries, inner_lr=config.inner_lr, inner_steps=config.test_steps,
-        adapt_layers=config.adapt_layers, train_split="train", test_split="test",
+        adapt_layers=config.adapt_layers, train_split=config.train_classes, test_split="test",
         history=history_dict, extra={"train_config": dataclasses.asdict(config), "iterations_done": end,
                                      **({"continued_from": {"name": earlier.name, "content_hash": earlier.content_hash,
                                                             "iterations": offset}} if earlier else {})},

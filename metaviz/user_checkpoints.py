@@ -32,6 +32,7 @@ from metaviz.checkpoints import (
 from metaviz.data import SPLITS
 from metaviz.safety import require_safe_environment
 from metaviz.training import ALGORITHMS as TRAINED_BY
+from metaviz.training import TRAIN_CLASSES
 
 MAX_KEPT_UPLOADS = 32  # uploaded checkpoints kept on the server; the oldest go first
 DATASETS = ("digits", "omniglot", "sinusoid")  # what metaviz.data can sample tasks from
@@ -98,7 +99,7 @@ def tidy_metadata(checkpoint: Checkpoint, shown: str) -> Checkpoint:
         problems.append("its inner-loop step size is not a number between 0 and 1000")
     if checkpoint.adapt_layers is not None and not set(checkpoint.adapt_layers) <= set(checkpoint.layers):
         problems.append("it names layers to adapt that the model does not have")
-    if checkpoint.train_split not in SPLITS or checkpoint.test_split not in SPLITS:
+    if checkpoint.train_split not in (*SPLITS, *TRAIN_CLASSES) or checkpoint.test_split not in SPLITS:
         problems.append("it names data splits metaviz does not know")
     if problems:
         raise CheckpointError(f"{shown}: " + "; ".join(problems))

@@ -155,3 +155,22 @@ def test_linear_meta_lr_decay_takes_full_steps_first_then_smaller_ones(tmp_path)
     assert any(not torch.equal(runs["constant"][1][k], runs["linear"][1][k]) for k in runs["constant"][1])
     with pytest.raises(ValueError, match="meta-lr decay"):
         train(TrainConfig(**{**config.__dict__, "meta_lr_decay": "cosine"}), tmp_path / "x", show_progress=False)
+
+
+def test_a_last_fit_on_the_validation_classes_too(tmp_path):
+    from metaviz.training import TaskSource, TrainConfig, train
+    from metaviz.user_checkpoints import tidy_metadata
+
+    config = TrainConfig(dataset="digits", meta_batch=2, queries=2, iterations=3, val_every=1, val_tasks=2,
+                         save_every=1, train_classes="train+val")
+    classes = TaskSource(config, "train+val", 2).sampler.classes
+    assert classes.num_classes == 12 + 8 and classes.split == "train+val"  # digits 0-3, then 4 and 5 rotated
+    assert {"digit 4", "digit 5"} <= set(classes.groups) and not classes.images.flags.writeable
+    checkpoint = train(config, tmp_path / "run", out=tmp_path / "c.safetensors", show_progress=False)
+    assert checkpoint.train_split == "train+val"
+    assert checkpoint.history["val_metric"] == [] and len(checkpoint.history["meta_loss"]) == 1  # nothing to validate on
+    assert tidy_metadata(load_checkpoint(tmp_path / "c.safetensors"), "c").train_split == "train+val"  # uploadable
+    with pytest.raises(ValueError, match="no classes to add"):
+        train(TrainConfig(dataset="sinusoid", train_classes="train+val"), tmp_path / "sine")
+    with pytest.raises(ValueError, match="unknown training classes"):
+        train(TrainConfig(dataset="digits", train_classes="test"), tmp_path / "test")
