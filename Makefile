@@ -46,6 +46,9 @@ bench benchmarks: $(TEST_STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/explain.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/load.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/embed.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/embed_browser.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/data_load.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/first_page.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/layers.py checkpoints/omniglot-5w1s-maml.safetensors
 
 clean-venv:

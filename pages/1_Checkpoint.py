@@ -79,3 +79,9 @@ st.page_link(TASK_PAGE, label="Next: sample a task for this model", icon=":mater
 
 with weights_check:  # last, once the card is on screen: opens the weights (torch), as every other page will
     selected_checkpoint()
+
+# Then, once per server process, UMAP for the Task embeddings page (numba and scikit-learn: seconds
+# of imports) loads in a background thread, instead of while a user waits for a map.
+from metaviz.embed import start_warm_up  # noqa: E402  (after the card: it imports torch)
+
+start_warm_up()
