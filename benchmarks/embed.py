@@ -11,9 +11,9 @@ Cold rows:
 - numba cache filled: any later process (metaviz.embed.import_umap loads them from disk);
 - one worker: as the previous row, the batches adapted one after another (METAVIZ_EMBED_WORKERS=1);
 - no warm-up thread: as "numba cache filled", UMAP imported only after the tasks adapted;
-- in the running dashboard: as "numba cache filled", but the clock starts once torch, Streamlit,
-  the checkpoint and UMAP are loaded, as the first page leaves them (it starts UMAP's warm-up
-  after drawing the card): the wait a user sees after choosing the page, less the browser's drawing.
+- in the running dashboard: as "numba cache filled", but the clock starts once torch, Streamlit
+  and the checkpoint are loaded, as the first page leaves them: the wait for a first map after
+  choosing the page, less the browser's drawing (benchmarks/embed_browser.py times it in Chromium).
 
 Then, in this process, the adaptation alone on one thread: task by task vs batches
 (metaviz.batched, as the page adapts the conv net's tasks), interleaved.
@@ -57,11 +57,10 @@ def child(tasks: int, steps: int, warm_up: bool, preloaded: bool) -> None:
     if not warm_up:
         embed.start_warm_up = lambda: _NoThread()  # the page's call becomes a no-op
     path = str(CHECKPOINT)
-    if preloaded:  # what the first page leaves behind: the checkpoint loaded, UMAP imported
+    if preloaded:  # what the first page leaves behind: torch imported, the checkpoint loaded
         from pages._shared import load_checkpoint
 
         load_checkpoint(path, services.file_sha256(path))
-        embed.start_warm_up().join()
         start, cpu_start = time.perf_counter(), time.process_time()
     else:
         cpu_start = 0.0

@@ -1,7 +1,4 @@
 """Home: what the selected checkpoint is, how it was trained, and how well it does."""
-import importlib
-import threading
-
 import streamlit as st
 
 from metaviz import services
@@ -82,11 +79,3 @@ st.page_link(TASK_PAGE, label="Next: sample a task for this model", icon=":mater
 
 with weights_check:  # last, once the card is on screen: opens the weights (torch), as every other page will
     selected_checkpoint()
-
-# Then UMAP, for the Task embeddings page (numba and scikit-learn: seconds of imports), loads in a
-# background thread instead of while a user waits for a map; once per server process. A few
-# seconds later, and the import of metaviz.embed with it: done at once, in this script, they
-# delayed this page's card by about a second (benchmarks/first_page.py).
-umap_warm_up = threading.Timer(4.0, lambda: importlib.import_module("metaviz.embed").start_warm_up())
-umap_warm_up.daemon = True
-umap_warm_up.start()

@@ -308,4 +308,3 @@ def test_map_data_cards_follow_their_points():
     # Plain text for the card (the browser sets it as text), escaped in plotly's own hover text.
     assert any("<img src=x onerror=alert(1)>" in line for line in data["cards"][row]["lines"])
     assert "&lt;img src=x onerror=alert(1)&gt;" in hover_texts(kept)[row]
-
