@@ -276,6 +276,16 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and value == value  # NaN != NaN
 
 
+def validation_joined_at(extra: dict) -> int | None:
+    """The iteration from which a run (`--train-classes train+val`) trained on the validation
+    classes too: 0 for a whole run, where its earlier phase ended for a last fit; None when
+    the validation classes were always held out."""
+    if extra.get("train_config", {}).get("train_classes") != "train+val":
+        return None
+    earlier = extra.get("continued_from", {}).get("iterations")
+    return int(earlier) if _is_number(earlier) else 0
+
+
 def training_progress_text(extra: dict) -> str:
     """Says plainly when a checkpoint was exported before its meta-training finished."""
     done = extra.get("iterations_done")
@@ -287,8 +297,10 @@ def training_progress_text(extra: dict) -> str:
     earlier = extra.get("continued_from", {}).get("iterations")
     decay = extra.get("train_config", {}).get("meta_lr_decay") == "linear"
     if _is_number(earlier):
+        joined = " on the training and validation classes together" if validation_joined_at(extra) else ""
         last = f"; over the last {done:,} the meta-learning rate fell linearly to 0" if decay else ""
-        return f"complete ({earlier + done:,} iterations: {earlier:,}, then {done:,} more continuing from them{last})"
+        return (f"complete ({earlier + done:,} iterations: {earlier:,}, then {done:,} more continuing from them"
+                f"{joined}{last})")
     return f"complete ({done:,} iterations{'; the meta-learning rate fell linearly to 0' if decay else ''})"
 
 

@@ -153,6 +153,20 @@ def test_training_curves_of_regression_plot_validation_mse_unscaled():
     assert list(fig.data[1].y) == pytest.approx([0.3, 0.1])
 
 
+def test_training_curves_mark_where_the_validation_classes_joined_training():
+    from metaviz.services import validation_joined_at
+
+    last_fit = {"train_config": {"train_classes": "train+val"}, "continued_from": {"iterations": 100}}
+    assert validation_joined_at(last_fit) == 100
+    assert validation_joined_at({"train_config": {"train_classes": "train+val"}}) == 0
+    assert validation_joined_at({"train_config": {"train_classes": "train"}, "continued_from": {"iterations": 100}}) \
+        is None
+    marked = training_curves(HISTORY, validation_joined_at=100)
+    assert [shape.x0 for shape in marked.layout.shapes] == [100, 100]  # on both charts
+    assert "validation" in marked.layout.annotations[-1].text
+    assert not training_curves(HISTORY).layout.shapes
+
+
 @pytest.mark.parametrize("history", [{}, {"meta_loss": [1.0]}, {"iteration": [1], "val_metric": [math.nan]}])
 def test_training_curves_leave_out_what_the_history_lacks(history):
     fig = training_curves(history)
@@ -265,6 +279,11 @@ def test_training_progress_text_flags_unfinished_runs():
                                    "continued_from": {"iterations": 30000}}) == \
         "complete (36,000 iterations: 30,000, then 6,000 more continuing from them; over the last 6,000 " \
         "the meta-learning rate fell linearly to 0)"
+    last_fit = {"iterations": 4000, "meta_lr_decay": "linear", "train_classes": "train+val"}
+    assert training_progress_text({"iterations_done": 4000, "train_config": last_fit,
+                                   "continued_from": {"iterations": 36000}}) == \
+        "complete (40,000 iterations: 36,000, then 4,000 more continuing from them on the training and " \
+        "validation classes together; over the last 4,000 the meta-learning rate fell linearly to 0)"
     assert training_progress_text({"iterations_done": 6000, "train_config": decaying}) == \
         "complete (6,000 iterations; the meta-learning rate fell linearly to 0)"
     assert training_progress_text({}) == "not recorded"
