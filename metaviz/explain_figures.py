@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from metaviz.figures import QUERY_COLOUR, SUPPORT_COLOUR, figure_text, readable_class_name
+from metaviz.figures import QUERY_COLOUR, SUPPORT_COLOUR, wrapped_class_name
 
 SIGNS = ("absolute_value", "positive", "negative", "all")
 FOR_COLOUR = np.array([214, 39, 40], dtype=np.float64)  # red: evidence for the class
@@ -22,8 +22,9 @@ AGAINST_COLOUR = np.array([31, 119, 180], dtype=np.float64)  # blue: evidence ag
 PAPER = np.array([255, 255, 255], dtype=np.float64)
 INK = np.array([150, 150, 150], dtype=np.float64)  # the stroke stays visible, grey, under the map
 MAX_COLUMNS = 10  # images per row block of the grid
-CELL_HEIGHT = 170  # screen pixels per row of the grid: the image and the label under it
-LABEL_HEIGHT = 44  # screen pixels between rows, for a three-line label ("digit 7 / turned 90° / 52%")
+IMAGE_HEIGHT = 126  # screen pixels per image of the grid
+LABEL_WIDTH = 13  # characters per line of the label under an image (ten images share a row)
+LABEL_LINE_HEIGHT = 14  # screen pixels per line of that label (10-point text)
 
 
 def normalise_map(values: np.ndarray, sign: str = "absolute_value", outlier_perc: float = 2.0) -> np.ndarray:
@@ -62,9 +63,10 @@ def overlay(image: np.ndarray, shown_map: np.ndarray) -> np.ndarray:
 
 
 def _label(class_name: str, probability: float, right: bool | None = None) -> str:
-    name = figure_text(readable_class_name(class_name)).replace(", turned", "<br>turned")  # narrow columns
+    """The answer under a map, on short lines: ten labels share a row ('Syriac (Serto) /
+    character15' on one line ran into its neighbours)."""
     mark = "" if right is None else "✓ " if right else "✗ "  # the Adaptation page's marks
-    return f"{name}<br>{mark}{100 * probability:.0f}%"
+    return "<br>".join([*wrapped_class_name(class_name, LABEL_WIDTH), f"{mark}{100 * probability:.0f}%"])
 
 
 def _cell(number: int) -> str:
@@ -110,22 +112,27 @@ def saliency_grid(images: np.ndarray, before: np.ndarray, after: np.ndarray, ste
     columns = max(1, min(max_columns, count))
     blocks = -(-count // columns)
     row_names = ("Before adapting (step 0)", f"After step {step}", "What adapting changed")
-    height = 3 * blocks * CELL_HEIGHT + 20  # + the top and bottom margins
-    # The gap between rows is fixed in pixels: with few, wide columns each image fills its
-    # row's full height, and a gap given as a fraction of the figure left no room for the label.
+    labels = []  # per image: its map and label at step 0, at `step`, and the change (no label)
+    for index in range(count):
+        true = None if true_classes is None else int(true_classes[index])
+        labels.append([(maps[index], _label(class_names[answers[index]], sureness[index],
+                                            None if true is None else int(answers[index]) == true))
+                       for maps, answers, sureness in ((shown_before, predicted_before, probability_before),
+                                                       (shown_after, predicted_after, probability_after))]
+                      + [(change[index], "")])
+    lines = max(text.count("<br>") + 1 for cells in labels for _, text in cells)
+    gap = LABEL_LINE_HEIGHT * lines + 2
+    height = 3 * blocks * (IMAGE_HEIGHT + gap) + 20  # + the top and bottom margins
+    # The gap between rows is fixed in pixels, room for the longest label: with few, wide
+    # columns each image fills its row's full height, and a gap given as a fraction of the
+    # figure left no room for the label.
     # The figure is assembled as plain dicts and validated once: building it cell by cell
     # through make_subplots and update_xaxes(row=, col=) (each call walks every axis) took
     # about 1 s for 25 images, most of the Saliency page's rerun.
-    axes = _grid_axes(3 * blocks, columns, horizontal_spacing=0.008, vertical_spacing=LABEL_HEIGHT / (height - 20))
+    axes = _grid_axes(3 * blocks, columns, horizontal_spacing=0.008, vertical_spacing=gap / (height - 20))
     traces = []
-    for index in range(count):
+    for index, cells in enumerate(labels):
         block, column = divmod(index, columns)
-        true = None if true_classes is None else int(true_classes[index])
-        cells = [(maps[index], _label(class_names[answers[index]], sureness[index],
-                                      None if true is None else int(answers[index]) == true))
-                 for maps, answers, sureness in ((shown_before, predicted_before, probability_before),
-                                                 (shown_after, predicted_after, probability_after))]
-        cells.append((change[index], ""))
         for offset, (shown, text) in enumerate(cells):
             cell = _cell((3 * block + offset) * columns + column + 1)
             traces.append(go.Image(z=overlay(images[index], shown), name=row_names[offset],

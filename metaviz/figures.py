@@ -77,18 +77,20 @@ def _figure_name(name: str) -> str:
     return figure_text(readable_class_name(name))
 
 
+def wrapped_class_name(name: str, width: int = LABEL_WIDTH) -> list[str]:
+    """A class name in plain words on short lines for a narrow column: 'Alphabet_of_the_Magi/
+    character01 (rot 90)' -> ['Alphabet of the', 'Magi', 'character01', 'turned 90°'], escaped."""
+    parts, rotation = _name_parts(name)
+    return [figure_text(line) for part in parts for line in textwrap.wrap(part, width)] + (
+        [rotation] if rotation else [])
+
+
 def column_labels(class_names: Sequence[str]) -> list[str]:
     """Column headings: names wrapped on short lines ('Alphabet of the Magi/character01' on
     three), or 1, 2, 3, ... when there are too many columns for names to fit."""
     if len(class_names) > MAX_NAMED_COLUMNS:
         return [str(index + 1) for index in range(len(class_names))]
-    wrapped = []
-    for name in class_names:
-        parts, rotation = _name_parts(name)
-        lines = [figure_text(line) for part in parts for line in textwrap.wrap(part, LABEL_WIDTH)] + (
-            [rotation] if rotation else [])
-        wrapped.append("<br>".join(lines))
-    return wrapped
+    return ["<br>".join(wrapped_class_name(name)) for name in class_names]
 
 
 def _images_by_class(x, y, ways: int) -> tuple[list[np.ndarray], int]:

@@ -71,6 +71,26 @@ def test_saliency_grid_leaves_room_for_the_labels_under_each_row(count):
     assert min(top - bottom for bottom, top in domains) * plot_height >= 100  # and the images stay large
 
 
+def test_saliency_grid_wraps_long_class_names_and_makes_room_for_them():
+    # Ten labels share a row: "Syriac (Serto) / character15" on one line ran into its neighbours.
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(10, 1, 28, 28))
+    names = ("Old_Church_Slavonic_(Cyrillic)/character15", "Syriac_(Serto)/character02")
+    predicted = np.arange(10) % 2
+    fig = saliency_grid(rng.random((10, 1, 28, 28)), maps, maps, 1, names, predicted, predicted,
+                        np.full(10, 0.25), np.full(10, 1.0), true_classes=np.zeros(10, dtype=int))
+    layout = fig.layout.to_plotly_json()
+    titles = [axis.get("title", {}).get("text") or "" for name, axis in layout.items() if name.startswith("xaxis")]
+    assert "Syriac<br>(Serto)<br>character02<br>✗ 25%" in titles
+    longest = max(text.count("<br>") + 1 for text in titles)
+    assert longest == 5 and max(len(line) for text in titles for line in text.split("<br>")) <= 13
+    plot_height = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    domains = sorted({tuple(axis["domain"]) for name, axis in layout.items() if name.startswith("yaxis")},
+                     reverse=True)
+    gaps = [(upper[0] - lower[1]) * plot_height for upper, lower in zip(domains, domains[1:])]
+    assert min(gaps) >= 14 * longest  # pixels: every line of the longest label fits under its image
+
+
 def test_trust_figures():
     fig = randomisation_figure(("head", "conv4"), np.array([0.4, 0.1]), np.array([0.8, 0.6]), np.array([0.5, 0.2]))
     assert [trace.y[0] for trace in fig.data] == [1.0, 1.0, 1.0]  # the trained model's map equals itself
