@@ -219,13 +219,13 @@ def adaptation_curves(trace: AdaptationTrace) -> go.Figure:
     return fig
 
 
-def training_curves(history: dict, metric: str = "accuracy", validation_joined_at: int | None = None) -> go.Figure:
+def training_curves(history: dict, metric: str = "accuracy", phase_change: tuple[int, str] | None = None) -> go.Figure:
     """Meta-training loss, and training / validation accuracy (or validation MSE), per iteration.
 
     `history` has the keys Checkpoint.history uses: iteration, meta_loss, meta_accuracy,
-    val_iteration, val_metric; missing keys just leave their line out. `validation_joined_at`
-    (services.validation_joined_at): a line from where the validation classes were trained on
-    too, so that nobody reads the curves past it as held-out results.
+    val_iteration, val_metric; missing keys just leave their line out. `phase_change`
+    (services.phase_change): a line where a later phase trained on something else (other tasks,
+    the validation classes too), so that nobody reads a jump or the curves past it wrongly.
     """
     classification = metric == "accuracy"
     titles = ("Meta-training loss", "Accuracy on new tasks" if classification else "Validation error (MSE)")
@@ -249,13 +249,13 @@ def training_curves(history: dict, metric: str = "accuracy", validation_joined_a
                                  mode="lines+markers", name="Validation tasks (held out)",
                                  line={"color": VALIDATION_COLOUR},
                                  hovertemplate="iteration %{x}: %{y:.3g}<extra></extra>"), row=1, col=2)
-    if validation_joined_at:
+    if phase_change:
+        at, what = phase_change
         for column in (1, 2):
-            fig.add_vline(x=validation_joined_at, line={"dash": "dash", "color": "#6e7781", "width": 1},
-                          row=1, col=column)
-        fig.add_annotation(x=validation_joined_at, y=0, yref="y2 domain", xref="x2", xanchor="right",
-                           yanchor="bottom", showarrow=False, font={"size": 11, "color": "#57606a"},
-                           text="then trained on<br>the validation<br>classes too ")
+            fig.add_vline(x=at, line={"dash": "dash", "color": "#6e7781", "width": 1}, row=1, col=column)
+        fig.add_annotation(x=at, y=0, yref="y2 domain", xref="x2", xanchor="right", yanchor="bottom",
+                           showarrow=False, font={"size": 11, "color": "#57606a"},
+                           text="<br>".join(textwrap.wrap(figure_text(what), 16)) + " ")
     fig.update_xaxes(title_text="meta-training iteration")
     if classification:
         fig.update_yaxes(range=[0, 105], ticksuffix="%", row=1, col=2)

@@ -286,6 +286,21 @@ def validation_joined_at(extra: dict) -> int | None:
     return int(earlier) if _is_number(earlier) else 0
 
 
+def phase_change(extra: dict) -> tuple[int, str] | None:
+    """Where a run that continued an earlier checkpoint trained on something else, and what
+    ('then 5-shot tasks'), for a line on its training curves; None when nothing changed."""
+    earlier = extra.get("continued_from", {})
+    config = extra.get("train_config", {})
+    if not _is_number(earlier.get("iterations")):
+        return None
+    changes = []
+    if _is_number(earlier.get("shots")) and _is_number(config.get("shots")) and earlier["shots"] != config["shots"]:
+        changes.append(f"{config['shots']}-shot tasks")
+    if validation_joined_at(extra):
+        changes.append("the validation classes trained on too")
+    return (int(earlier["iterations"]), "then " + " and ".join(changes)) if changes else None
+
+
 def training_progress_text(extra: dict) -> str:
     """Says plainly when a checkpoint was exported before its meta-training finished."""
     done = extra.get("iterations_done")
@@ -297,10 +312,13 @@ def training_progress_text(extra: dict) -> str:
     earlier = extra.get("continued_from", {}).get("iterations")
     decay = extra.get("train_config", {}).get("meta_lr_decay") == "linear"
     if _is_number(earlier):
+        shots = extra.get("continued_from", {}).get("shots")
+        other_shots = f" on {extra['train_config']['shots']}-shot tasks" \
+            if _is_number(shots) and shots != extra.get("train_config", {}).get("shots", shots) else ""
         joined = " on the training and validation classes together" if validation_joined_at(extra) else ""
         last = f"; over the last {done:,} the meta-learning rate fell linearly to 0" if decay else ""
         return (f"complete ({earlier + done:,} iterations: {earlier:,}, then {done:,} more continuing from them"
-                f"{joined}{last})")
+                f"{other_shots}{joined}{last})")
     return f"complete ({done:,} iterations{'; the meta-learning rate fell linearly to 0' if decay else ''})"
 
 

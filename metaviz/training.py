@@ -443,7 +443,8 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
         adapt_layers=config.adapt_layers, train_split=config.train_classes, test_split="test",
         history=history_dict, extra={"train_config": dataclasses.asdict(config), "iterations_done": end,
                                      **({"continued_from": {"name": earlier.name, "content_hash": earlier.content_hash,
-                                                            "iterations": offset}} if earlier else {})},
+                                                            "iterations": offset, "shots": earlier.shots}}
+                                        if earlier else {})},
     )
     if out:
         checkpoint = save_checkpoint(checkpoint, out)

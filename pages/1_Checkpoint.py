@@ -71,7 +71,8 @@ st.subheader("Meta-training")
 if services.has_training_history(checkpoint.history):
     metric = "mse" if checkpoint.is_regression else "accuracy"
     joined_at = services.validation_joined_at(checkpoint.extra)
-    st.plotly_chart(training_curves(checkpoint.history, metric, joined_at), width="stretch")
+    st.plotly_chart(training_curves(checkpoint.history, metric, services.phase_change(checkpoint.extra)),
+                    width="stretch")
     st.caption("Accuracy on new tasks is measured after the model has adapted to each task's few examples."
                + (f" From iteration {joined_at:,} on, the validation classes were trained on too (a last fit "
                   "with the settings already chosen), so nothing was held out to validate on."

@@ -153,17 +153,23 @@ def test_training_curves_of_regression_plot_validation_mse_unscaled():
     assert list(fig.data[1].y) == pytest.approx([0.3, 0.1])
 
 
-def test_training_curves_mark_where_the_validation_classes_joined_training():
-    from metaviz.services import validation_joined_at
+def test_training_curves_mark_where_a_later_phase_trained_on_something_else():
+    from metaviz.services import phase_change, validation_joined_at
 
-    last_fit = {"train_config": {"train_classes": "train+val"}, "continued_from": {"iterations": 100}}
+    last_fit = {"train_config": {"train_classes": "train+val", "shots": 1},
+                "continued_from": {"iterations": 100, "shots": 1}}
     assert validation_joined_at(last_fit) == 100
     assert validation_joined_at({"train_config": {"train_classes": "train+val"}}) == 0
     assert validation_joined_at({"train_config": {"train_classes": "train"}, "continued_from": {"iterations": 100}}) \
         is None
-    marked = training_curves(HISTORY, validation_joined_at=100)
+    assert phase_change(last_fit) == (100, "then the validation classes trained on too")
+    five_shot = {"train_config": {"train_classes": "train", "shots": 5}, "continued_from": {"iterations": 100, "shots": 1}}
+    assert phase_change(five_shot) == (100, "then 5-shot tasks")
+    assert phase_change({"train_config": {"shots": 1}, "continued_from": {"iterations": 100, "shots": 1}}) is None
+    assert phase_change({"train_config": {"train_classes": "train+val"}}) is None  # a whole run: no line
+    marked = training_curves(HISTORY, phase_change=(100, "then 5-shot tasks"))
     assert [shape.x0 for shape in marked.layout.shapes] == [100, 100]  # on both charts
-    assert "validation" in marked.layout.annotations[-1].text
+    assert marked.layout.annotations[-1].text == "then 5-shot<br>tasks "
     assert not training_curves(HISTORY).layout.shapes
 
 
@@ -284,6 +290,9 @@ def test_training_progress_text_flags_unfinished_runs():
                                    "continued_from": {"iterations": 36000}}) == \
         "complete (40,000 iterations: 36,000, then 4,000 more continuing from them on the training and " \
         "validation classes together; over the last 4,000 the meta-learning rate fell linearly to 0)"
+    assert training_progress_text({"iterations_done": 2000, "train_config": {"iterations": 2000, "shots": 5},
+                                   "continued_from": {"iterations": 36000, "shots": 1}}) == \
+        "complete (38,000 iterations: 36,000, then 2,000 more continuing from them on 5-shot tasks)"
     assert training_progress_text({"iterations_done": 6000, "train_config": decaying}) == \
         "complete (6,000 iterations; the meta-learning rate fell linearly to 0)"
     assert training_progress_text({}) == "not recorded"

@@ -133,7 +133,7 @@ def test_a_second_phase_starts_from_the_earlier_checkpoint_and_continues_its_his
     assert continued.history["iteration"] == [3, 5] and continued.history["val_iteration"] == [3, 5]
     assert continued.history["seconds"] > earlier.history["seconds"]
     assert continued.extra["continued_from"] == {"name": earlier.name, "content_hash": earlier.content_hash,
-                                                 "iterations": 3}
+                                                 "iterations": 3, "shots": earlier.shots}
     other_model = TrainConfig(**{**still.__dict__, "hidden": 8})
     with pytest.raises(ValueError, match="different model"):
         train(other_model, tmp_path / "c", show_progress=False)
