@@ -253,9 +253,9 @@ def training_curves(history: dict, metric: str = "accuracy", phase_change: tuple
         at, what = phase_change
         for column in (1, 2):
             fig.add_vline(x=at, line={"dash": "dash", "color": "#6e7781", "width": 1}, row=1, col=column)
-        fig.add_annotation(x=at, y=0, yref="y2 domain", xref="x2", xanchor="right", yanchor="bottom",
+        fig.add_annotation(x=at, y=0, yref="y2 domain", xref="x2", xanchor="right", yanchor="bottom", xshift=-4,
                            showarrow=False, font={"size": 11, "color": "#57606a"},
-                           text="<br>".join(textwrap.wrap(figure_text(what), 16)) + " ")
+                           text="<br>".join(textwrap.wrap(figure_text(what), 16)))
     fig.update_xaxes(title_text="meta-training iteration")
     if classification:
         fig.update_yaxes(range=[0, 105], ticksuffix="%", row=1, col=2)

@@ -288,7 +288,7 @@ def validation_joined_at(extra: dict) -> int | None:
 
 def phase_change(extra: dict) -> tuple[int, str] | None:
     """Where a run that continued an earlier checkpoint trained on something else, and what
-    ('then 5-shot tasks'), for a line on its training curves; None when nothing changed."""
+    ('then trained on 5-shot tasks'), for a line on its training curves; None when nothing changed."""
     earlier = extra.get("continued_from", {})
     config = extra.get("train_config", {})
     if not _is_number(earlier.get("iterations")):
@@ -297,8 +297,8 @@ def phase_change(extra: dict) -> tuple[int, str] | None:
     if _is_number(earlier.get("shots")) and _is_number(config.get("shots")) and earlier["shots"] != config["shots"]:
         changes.append(f"{config['shots']}-shot tasks")
     if validation_joined_at(extra):
-        changes.append("the validation classes trained on too")
-    return (int(earlier["iterations"]), "then " + " and ".join(changes)) if changes else None
+        changes.append("the validation classes too")
+    return (int(earlier["iterations"]), "then trained on " + " and ".join(changes)) if changes else None
 
 
 def training_progress_text(extra: dict) -> str:

@@ -162,14 +162,14 @@ def test_training_curves_mark_where_a_later_phase_trained_on_something_else():
     assert validation_joined_at({"train_config": {"train_classes": "train+val"}}) == 0
     assert validation_joined_at({"train_config": {"train_classes": "train"}, "continued_from": {"iterations": 100}}) \
         is None
-    assert phase_change(last_fit) == (100, "then the validation classes trained on too")
+    assert phase_change(last_fit) == (100, "then trained on the validation classes too")
     five_shot = {"train_config": {"train_classes": "train", "shots": 5}, "continued_from": {"iterations": 100, "shots": 1}}
-    assert phase_change(five_shot) == (100, "then 5-shot tasks")
+    assert phase_change(five_shot) == (100, "then trained on 5-shot tasks")
     assert phase_change({"train_config": {"shots": 1}, "continued_from": {"iterations": 100, "shots": 1}}) is None
     assert phase_change({"train_config": {"train_classes": "train+val"}}) is None  # a whole run: no line
-    marked = training_curves(HISTORY, phase_change=(100, "then 5-shot tasks"))
+    marked = training_curves(HISTORY, phase_change=(100, "then trained on 5-shot tasks"))
     assert [shape.x0 for shape in marked.layout.shapes] == [100, 100]  # on both charts
-    assert marked.layout.annotations[-1].text == "then 5-shot<br>tasks "
+    assert marked.layout.annotations[-1].text == "then trained on<br>5-shot tasks"
     assert not training_curves(HISTORY).layout.shapes
 
 
