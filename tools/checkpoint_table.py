@@ -8,6 +8,7 @@ from metaviz.checkpoints import list_checkpoints, load_checkpoint
 PAPER = {  # the published figure each checkpoint is compared with
     ("omniglot", "maml"): "98.7 ± 0.4% (MAML paper, transductive batch norm)",
     ("omniglot", "anil"): "about MAML's (ANIL paper)",
+    ("omniglot", "reptile"): "95.39% (Reptile paper, 50 Adam steps at test; 97.68% with transduction)",
     ("sinusoid", "maml"): "MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps at K = 5 (MAML paper, as quoted in issue 3)",
 }
 
