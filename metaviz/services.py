@@ -286,19 +286,24 @@ def validation_joined_at(extra: dict) -> int | None:
     return int(earlier) if _is_number(earlier) else 0
 
 
+def _changed_shots(extra: dict) -> int | None:
+    """The examples per class of a run that continued an earlier checkpoint trained with other
+    ones (a 5-shot phase from a 1-shot model); None when they stayed the same or are unknown."""
+    before = extra.get("continued_from", {}).get("shots")
+    after = extra.get("train_config", {}).get("shots")
+    return int(after) if _is_number(before) and _is_number(after) and before != after else None
+
+
 def phase_change(extra: dict) -> tuple[int, str] | None:
     """Where a run that continued an earlier checkpoint trained on something else, and what
     ('then trained on 5-shot tasks'), for a line on its training curves; None when nothing changed."""
-    earlier = extra.get("continued_from", {})
-    config = extra.get("train_config", {})
-    if not _is_number(earlier.get("iterations")):
+    earlier = extra.get("continued_from", {}).get("iterations")
+    if not _is_number(earlier):
         return None
-    changes = []
-    if _is_number(earlier.get("shots")) and _is_number(config.get("shots")) and earlier["shots"] != config["shots"]:
-        changes.append(f"{config['shots']}-shot tasks")
+    changes = [f"{_changed_shots(extra)}-shot tasks"] if _changed_shots(extra) else []
     if validation_joined_at(extra):
         changes.append("the validation classes too")
-    return (int(earlier["iterations"]), "then trained on " + " and ".join(changes)) if changes else None
+    return (int(earlier), "then trained on " + " and ".join(changes)) if changes else None
 
 
 def training_progress_text(extra: dict) -> str:
@@ -312,9 +317,7 @@ def training_progress_text(extra: dict) -> str:
     earlier = extra.get("continued_from", {}).get("iterations")
     decay = extra.get("train_config", {}).get("meta_lr_decay") == "linear"
     if _is_number(earlier):
-        shots = extra.get("continued_from", {}).get("shots")
-        other_shots = f" on {extra['train_config']['shots']}-shot tasks" \
-            if _is_number(shots) and shots != extra.get("train_config", {}).get("shots", shots) else ""
+        other_shots = f" on {_changed_shots(extra)}-shot tasks" if _changed_shots(extra) else ""
         joined = " on the training and validation classes together" if validation_joined_at(extra) else ""
         last = f"; over the last {done:,} the meta-learning rate fell linearly to 0" if decay else ""
         return (f"complete ({earlier + done:,} iterations: {earlier:,}, then {done:,} more continuing from them"
