@@ -300,10 +300,19 @@ def phase_change(extra: dict) -> tuple[int, str] | None:
     earlier = extra.get("continued_from", {}).get("iterations")
     if not _is_number(earlier):
         return None
-    changes = [f"{_changed_shots(extra)}-shot tasks"] if _changed_shots(extra) else []
+    changes = [f"{shots}-shot tasks"] if (shots := _changed_shots(extra)) else []
     if validation_joined_at(extra):
         changes.append("the validation classes too")
     return (int(earlier), "then trained on " + " and ".join(changes)) if changes else None
+
+
+def training_curves_caption(extra: dict) -> str:
+    """What the Checkpoint page says under the training curves, and where nothing was held out."""
+    caption = "Accuracy on new tasks is measured after the model has adapted to each task's few examples."
+    if joined_at := validation_joined_at(extra):
+        caption += (f" From iteration {joined_at:,} on, the validation classes were trained on too (a last fit "
+                    "with the settings already chosen), so nothing was held out to validate on.")
+    return caption
 
 
 def training_progress_text(extra: dict) -> str:
@@ -317,7 +326,7 @@ def training_progress_text(extra: dict) -> str:
     earlier = extra.get("continued_from", {}).get("iterations")
     decay = extra.get("train_config", {}).get("meta_lr_decay") == "linear"
     if _is_number(earlier):
-        other_shots = f" on {_changed_shots(extra)}-shot tasks" if _changed_shots(extra) else ""
+        other_shots = f" on {shots}-shot tasks" if (shots := _changed_shots(extra)) else ""
         joined = " on the training and validation classes together" if validation_joined_at(extra) else ""
         last = f"; over the last {done:,} the meta-learning rate fell linearly to 0" if decay else ""
         return (f"complete ({earlier + done:,} iterations: {earlier:,}, then {done:,} more continuing from them"

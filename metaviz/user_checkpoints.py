@@ -32,7 +32,7 @@ from metaviz.checkpoints import (
 from metaviz.data import SPLITS
 from metaviz.safety import require_safe_environment
 from metaviz.training import ALGORITHMS as TRAINED_BY
-from metaviz.training import TRAIN_CLASSES
+from metaviz.training import META_LR_DECAYS, TRAIN_CLASSES
 
 MAX_KEPT_UPLOADS = 32  # uploaded checkpoints kept on the server; the oldest go first
 DATASETS = ("digits", "omniglot", "sinusoid")  # what metaviz.data can sample tasks from
@@ -112,10 +112,21 @@ def tidy_metadata(checkpoint: Checkpoint, shown: str) -> Checkpoint:
     planned = extra.get("train_config", {}).get("iterations") if isinstance(extra.get("train_config"), dict) else None
     tidy_extra = {"imported_from": str(extra.get("imported_from", ""))[:80]} if "imported_from" in extra else {}
     if _number(extra.get("iterations_done"), int, 0) and _number(planned, int, 1):
-        tidy_extra |= {"iterations_done": extra["iterations_done"], "train_config": {"iterations": planned}}
+        # What the card says of the run (services.training_progress_text, phase_change), each value
+        # only when it is one metaviz writes.
+        config = extra["train_config"]
+        tidy_config = {"iterations": planned}
+        if _number(config.get("shots"), int, 1, 10_000):
+            tidy_config["shots"] = config["shots"]
+        if config.get("train_classes") in TRAIN_CLASSES:
+            tidy_config["train_classes"] = config["train_classes"]
+        if config.get("meta_lr_decay") in META_LR_DECAYS:
+            tidy_config["meta_lr_decay"] = config["meta_lr_decay"]
+        tidy_extra |= {"iterations_done": extra["iterations_done"], "train_config": tidy_config}
         earlier = extra.get("continued_from")
         if isinstance(earlier, dict) and _number(earlier.get("iterations"), int, 1):
-            tidy_extra["continued_from"] = {"iterations": earlier["iterations"]}
+            tidy_extra["continued_from"] = {"iterations": earlier["iterations"]} | (
+                {"shots": earlier["shots"]} if _number(earlier.get("shots"), int, 1, 10_000) else {})
     try:
         datetime.fromisoformat(checkpoint.created)
         created = checkpoint.created

@@ -70,13 +70,9 @@ with st.container(border=True):
 st.subheader("Meta-training")
 if services.has_training_history(checkpoint.history):
     metric = "mse" if checkpoint.is_regression else "accuracy"
-    joined_at = services.validation_joined_at(checkpoint.extra)
     st.plotly_chart(training_curves(checkpoint.history, metric, services.phase_change(checkpoint.extra)),
                     width="stretch")
-    st.caption("Accuracy on new tasks is measured after the model has adapted to each task's few examples."
-               + (f" From iteration {joined_at:,} on, the validation classes were trained on too (a last fit "
-                  "with the settings already chosen), so nothing was held out to validate on."
-                  if joined_at else ""))
+    st.caption(services.training_curves_caption(checkpoint.extra))
 else:
     st.caption("This checkpoint carries no training curves (it may have been imported).")
 

@@ -167,6 +167,10 @@ def test_training_curves_mark_where_a_later_phase_trained_on_something_else():
     assert phase_change(five_shot) == (100, "then trained on 5-shot tasks")
     assert phase_change({"train_config": {"shots": 1}, "continued_from": {"iterations": 100, "shots": 1}}) is None
     assert phase_change({"train_config": {"train_classes": "train+val"}}) is None  # a whole run: no line
+    from metaviz.services import training_curves_caption
+
+    assert "From iteration 100 on, the validation classes were trained on too" in training_curves_caption(last_fit)
+    assert "validation" not in training_curves_caption(five_shot)
     marked = training_curves(HISTORY, phase_change=(100, "then trained on 5-shot tasks"))
     assert [shape.x0 for shape in marked.layout.shapes] == [100, 100]  # on both charts
     assert marked.layout.annotations[-1].text == "then trained on<br>5-shot tasks"

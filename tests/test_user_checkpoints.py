@@ -255,3 +255,16 @@ def test_a_continued_run_keeps_only_its_earlier_iteration_count(checkpoint_bytes
     dropped = read_user_checkpoint("b.safetensors", crafted(
         checkpoint_bytes, extra={**finished, "continued_from": {"iterations": "many"}}))
     assert "continued_from" not in dropped.extra
+    from metaviz.services import training_progress_text
+
+    # What the card says of a last phase survives when it is a value metaviz writes, and only then.
+    last_fit = read_user_checkpoint("c.safetensors", crafted(checkpoint_bytes, extra={
+        "iterations_done": 400, "continued_from": {"iterations": 3000, "shots": 1},
+        "train_config": {"iterations": 400, "shots": 5, "train_classes": "train+val", "meta_lr_decay": "linear"}}))
+    assert last_fit.extra["continued_from"] == {"iterations": 3000, "shots": 1}
+    text = training_progress_text(last_fit.extra)
+    assert "on 5-shot tasks" in text and "validation classes" in text and "fell linearly" in text
+    odd = read_user_checkpoint("d.safetensors", crafted(checkpoint_bytes, extra={
+        "iterations_done": 400, "continued_from": {"iterations": 3000, "shots": "<b>1</b>"},
+        "train_config": {"iterations": 400, "shots": -5, "train_classes": "<b>all</b>", "meta_lr_decay": 3}}))
+    assert odd.extra["continued_from"] == {"iterations": 3000} and odd.extra["train_config"] == {"iterations": 400}
