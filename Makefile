@@ -46,6 +46,7 @@ bench benchmarks: $(TEST_STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/explain.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/load.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/embed.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/allocator.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/embed_browser.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/data_load.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/first_page.py

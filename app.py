@@ -7,6 +7,7 @@ appears before torch is imported.
 import streamlit as st
 
 from metaviz import services
+from metaviz.allocator import keep_freed_memory
 from metaviz.safety import unsafe_environment
 from pages._checkpoint_upload import checkpoint_upload
 from pages._report import report_download
@@ -15,6 +16,7 @@ from pages._shared import CHECKPOINT_KEY, inside_app
 OTHER_FOLDER_KEY = "other_checkpoint_folder"  # the folder named in the sidebar, kept for the session
 CHOSEN_KEY = "chosen_checkpoint"  # the picked checkpoint's path, kept for the session
 
+keep_freed_memory()  # large batches reuse freed memory instead of faulting it in again (metaviz.allocator)
 st.set_page_config(page_title="metaviz: how a few-shot model adapts", page_icon=":material/neurology:",
                    layout="wide")
 if problem := unsafe_environment():  # files from users could run code here: refuse to start (metaviz.safety)

@@ -24,6 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from metaviz.adaptation import inner_loop, task_loss
+from metaviz.allocator import keep_freed_memory
 from metaviz.batched import adapt_tasks
 from metaviz.data import load_classes
 from metaviz.models import ConvNetConfig, build_model
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    keep_freed_memory()  # as the dashboard and `metaviz train` run; learn2learn's side shares it
 
     torch.manual_seed(0)
     model = build_model(ConvNetConfig())

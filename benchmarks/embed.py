@@ -44,6 +44,9 @@ def child(tasks: int, steps: int, warm_up: bool, preloaded: bool) -> None:
     """One cold page visit and one warm rerun, timed; prints one JSON line. `preloaded`: the
     clock starts after the imports and the checkpoint's loading."""
     start = time.perf_counter()
+    from metaviz.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as app.py does
     # The dashboard's pages/ (a namespace package), not this folder's pages.py, which would win.
     here = Path(__file__).resolve().parent
     sys.path[:] = [str(REPOSITORY)] + [entry for entry in sys.path if Path(entry or ".").resolve() != here]
@@ -144,6 +147,9 @@ def main() -> None:
         return
     if not CHECKPOINT.is_file():
         sys.exit(f"{CHECKPOINT} is missing")
+    from metaviz.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the adaptation-only table below runs in this process, as in the app
     print(f"{args.tasks} Omniglot 5-way 1-shot tasks (one alphabet each) x {args.steps} steps -> UMAP map; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     from metaviz.embed import WORKERS

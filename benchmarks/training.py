@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from metaviz.adaptation import inner_loop, task_loss
+from metaviz.allocator import keep_freed_memory
 from metaviz.data import load_classes
 from metaviz.models import ConvNetConfig, build_model
 from metaviz.tasks import TaskSampler
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--meta-batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=1)
     args = parser.parse_args()
+    keep_freed_memory()  # as the dashboard and `metaviz train` run; learn2learn's side shares it
     import learn2learn
 
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from metaviz import report_cli
+from metaviz.allocator import keep_freed_memory
 from metaviz.training import ALGORITHMS, TrainConfig
 
 # Per-dataset defaults where the MAML paper's differ from its Omniglot 5-way settings.
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     _layers_parser(subparsers)
     report_cli.add_parser(subparsers, THREADS_HELP)
     args = parser.parse_args(argv)
+    keep_freed_memory()
     import torch
 
     from metaviz.checkpoints import CheckpointError
