@@ -5,12 +5,19 @@ from pathlib import Path
 
 from metaviz.checkpoints import list_checkpoints, load_checkpoint
 
-PAPER = {  # the published figure each checkpoint is compared with
-    ("omniglot", "maml"): "98.7 ± 0.4% (MAML paper, transductive batch norm)",
-    ("omniglot", "anil"): "about MAML's (ANIL paper)",
-    ("omniglot", "reptile"): "95.39% (Reptile paper, 50 Adam steps at test; 97.68% with transduction)",
-    ("sinusoid", "maml"): "MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps at K = 5 (MAML paper, as quoted in issue 3)",
+PAPER = {  # the published figure each checkpoint is compared with: (dataset, algorithm, net, shots)
+    ("omniglot", "maml", "conv", 1): "98.7 ± 0.4% (MAML paper, transductive batch norm)",
+    ("omniglot", "maml", "conv", 5): "99.9% (MAML paper, transductive batch norm)",
+    ("omniglot", "maml", "mlp", 1): "89.7% (MAML paper, transductive batch norm)",
+    ("omniglot", "anil", "conv", 1): "about MAML's (ANIL paper)",
+    ("omniglot", "reptile", "conv", 1): "95.39% (Reptile paper, 50 Adam steps at test; 97.68% with transduction)",
+    ("sinusoid", "maml", "mlp", 10): "MSE 0.67 / 0.38 / 0.35 after 1 / 5 / 10 steps at K = 5 (MAML paper, as quoted in issue 3)",
 }
+
+
+def paper_figure(checkpoint) -> str:
+    key = (checkpoint.dataset, checkpoint.algorithm, checkpoint.model_config.get("kind", "conv"), checkpoint.shots)
+    return PAPER.get(key, "—")
 
 
 def describe(result: dict) -> str:
@@ -29,7 +36,7 @@ def main(directory: str = "checkpoints") -> None:
         shape = "regression" if checkpoint.is_regression else f"{checkpoint.ways}-way {checkpoint.shots}-shot"
         hours = checkpoint.history.get("seconds", 0) / 3600
         print(f"| `{path.stem}` | {checkpoint.algorithm} | {checkpoint.dataset} {shape} | {figure} | "
-              f"{result['steps'] if result else ''} | {PAPER.get((checkpoint.dataset, checkpoint.algorithm), '—')} "
+              f"{result['steps'] if result else ''} | {paper_figure(checkpoint)} "
               f"| {hours:.1f} h |")
 
 
