@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,13 +46,8 @@ def commands(iterations: int, scratch: Path) -> dict[str, list[str]]:
 
 def cpu_seconds(command: list[str], keep: bool, scratch: Path) -> tuple[float, float]:
     """(user, system) CPU seconds of one run of `command` in a fresh process."""
-    for leftover in (scratch / "run", scratch / "out.safetensors"):  # train must not resume
-        if leftover.is_dir():
-            for file in leftover.iterdir():
-                file.unlink()
-            leftover.rmdir()
-        elif leftover.exists():
-            leftover.unlink()
+    shutil.rmtree(scratch / "run", ignore_errors=True)  # train must start afresh, not resume
+    (scratch / "out.safetensors").unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPOSITORY), "PYTHONWARNINGS": "ignore",
            "METAVIZ_KEEP_FREED_MEMORY": "1" if keep else "0"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
