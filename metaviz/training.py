@@ -348,10 +348,11 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
     classification = config.dataset != "sinusoid"
     # MAML-type steps on the conv net: the whole meta-batch at once (metaviz.batched; about 1.5x
     # task by task for second order, benchmarks/training.py), the same meta-gradient within rounding.
-    # Reptile too (its inner loops, 1.3-1.45x task by task with the paper's settings), the same
-    # tasks and mini-batches as task by task.
-    together = config.algorithm in ("maml", "fomaml", "anil", "reptile") and batched.supports(model) \
-        and device.type == "cpu"
+    # On a GPU this matters more: task by task, its time goes to launching hundreds of tiny kernels
+    # per task. Reptile too, on the CPU (its inner loops, 1.3-1.45x task by task with the paper's
+    # settings), the same tasks and mini-batches as task by task.
+    together = batched.supports(model) and (config.algorithm in ("maml", "fomaml", "anil")
+                                            or (config.algorithm == "reptile" and device.type == "cpu"))
 
     def validate() -> float:
         detached = {k: v.detach() for k, v in params.items()}
@@ -383,7 +384,7 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
                 lr=config.inner_lr, adapt=adapt)
             total_loss, total_correct = _query_scores(model, reptile_adapted, tasks)
         elif together:
-            tasks = [train_source.sample(rng) for _ in range(config.meta_batch)]
+            tasks = [_to(train_source.sample(rng), device) for _ in range(config.meta_batch)]
             total_loss, total_correct = _meta_batch_together(model, params, adapt, tasks, config)
         else:
             for _ in range(config.meta_batch):
