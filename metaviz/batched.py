@@ -152,17 +152,24 @@ def predict_tasks(model: ConvNet, shared: Params, per_task: Params, images: torc
     Task by task with PyTorch's own convolutions: without a backward pass they are 2-3x faster
     than forward_tasks' patch matrices here (20 tasks x 30 images: 0.08 s against 0.21-0.24 s,
     one thread), whose gain is in the backward pass."""
-    return torch.stack([model.functional_forward({**shared, **{name: value[task] for name, value in per_task.items()}},
-                                                 {}, images[task]) for task in range(images.shape[0])])
+    return torch.stack([model.predict({**shared, **{name: value[task] for name, value in per_task.items()}},
+                                      {}, images[task]) for task in range(images.shape[0])])
+
+
+def task_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[T] each task's own loss (metaviz.adaptation.task_loss) for outputs [T, n, ...] and
+    targets [T, n, ...], in one call (vmap of task_loss takes a decomposition that costs ms
+    per call and imports sympy the first time, about a second)."""
+    if targets.dtype == torch.long:
+        per_example = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
+        return per_example.reshape(targets.shape).mean(1)
+    return F.mse_loss(outputs, targets, reduction="none").flatten(1).mean(1)
 
 
 def summed_task_losses(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The sum over tasks of each task's own loss (metaviz.adaptation.task_loss), in one call:
-    task t's parameters then get task t's gradient only."""
-    if targets.dtype == torch.long:
-        per_example = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
-        return per_example.reshape(targets.shape).mean(1).sum()
-    return F.mse_loss(outputs, targets, reduction="none").flatten(1).mean(1).sum()
+    """The sum over tasks of each task's own loss, in one call: task t's parameters then get
+    task t's gradient only."""
+    return task_losses(outputs, targets).sum()
 
 
 def adaptation_steps(model: ConvNet, parameters: Params, names: tuple[str, ...], support_x: torch.Tensor,

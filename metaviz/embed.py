@@ -161,15 +161,13 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
         with torch.no_grad():
             both = vmap(forward, in_dims=(0, 0))(adapted, images)  # adapted parameters per task
         outputs["after"] = (both[:, :shots], both[:, shots:])
-    with torch.no_grad():  # before adapting, every task has theta_0: one ordinary batch of all their images
-        both = model.functional_forward(checkpoint.parameters, buffers, images.flatten(0, 1))
-        both = both.reshape(*images.shape[:2], -1)
+    # Before adapting, every task has theta_0: one ordinary batch of all their images.
+    both = model.predict(checkpoint.parameters, buffers, images.flatten(0, 1)).reshape(*images.shape[:2], -1)
     outputs["before"] = (both[:, :shots], both[:, shots:])
     metrics = {}
-    per_task_loss = vmap(task_loss)
     for when, (support_out, query_out) in outputs.items():
-        metrics[f"support_loss_{when}"] = per_task_loss(support_out, support_y).numpy()
-        metrics[f"query_loss_{when}"] = per_task_loss(query_out, query_y).numpy()
+        metrics[f"support_loss_{when}"] = batched.task_losses(support_out, support_y).numpy()
+        metrics[f"query_loss_{when}"] = batched.task_losses(query_out, query_y).numpy()
         if query_y.dtype == torch.long:
             metrics[f"query_accuracy_{when}"] = (query_out.argmax(-1) == query_y).float().mean(1).numpy()
     return {name: value.detach() for name, value in adapted.items()}, metrics

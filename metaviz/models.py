@@ -103,6 +103,15 @@ class ConvNet(nn.Module):
             x = self._block(index, params, buffers, x)
         return F.linear(x.mean(dim=(2, 3)), params["head.weight"], params["head.bias"])
 
+    @torch.no_grad()
+    def predict(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """functional_forward's logits without autograd, in channels-last memory: oneDNN's faster
+        layout for these small convolutions (30 images 3.2-3.5 -> 2.9 ms, one thread of this CPU);
+        the same numbers within float32 rounding."""
+        params = {name: value.contiguous(memory_format=torch.channels_last) if value.dim() == 4 else value
+                  for name, value in params.items()}
+        return self.functional_forward(params, buffers, x.contiguous(memory_format=torch.channels_last))
+
     def functional_layer_outputs(self, params: dict, buffers: dict, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every layer's output for `x` ('conv1'..'convN' after ReLU, 'head' the logits): the
         representations that representation-similarity measures such as CKA compare."""
@@ -152,6 +161,11 @@ class MLP(nn.Module):
         for index in range(start, len(self.layers)):
             x = self._hidden(index, params, x)
         return F.linear(x, params["head.weight"], params["head.bias"])
+
+    @torch.no_grad()
+    def predict(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        """functional_forward's outputs without autograd (as ConvNet.predict)."""
+        return self.functional_forward(params, buffers, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.functional_forward(dict(self.named_parameters()), {}, x)

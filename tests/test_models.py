@@ -19,6 +19,21 @@ def test_query_logits_do_not_depend_on_other_queries(norm):
     assert torch.allclose(together[:1], replaced[:1], atol=1e-6)
 
 
+@pytest.mark.parametrize("config", [ConvNetConfig(norm="layer"), ConvNetConfig(norm="batch_running"),
+                                    ConvNetConfig(norm="none"),
+                                    MLPConfig(in_features=784, hidden_sizes=(32, 16), norm="layer")],
+                         ids=["conv-layer", "conv-batch-running", "conv-none", "mlp"])
+def test_predict_gives_the_forward_pass_logits_without_a_graph(config):
+    torch.manual_seed(0)
+    model = build_model(config)
+    params = {name: value + 0.1 * torch.randn_like(value) for name, value in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    images = torch.rand(7, 1, 28, 28)
+    predicted = model.predict(params, buffers, images)
+    assert not predicted.requires_grad
+    assert torch.allclose(predicted, model.functional_forward(params, buffers, images), atol=1e-5)
+
+
 def test_query_independence_holds_after_adaptation():
     torch.manual_seed(0)
     model = build_model(ConvNetConfig())
