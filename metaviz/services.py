@@ -211,11 +211,17 @@ def task_shape_explained(ways: int, shots: int) -> str:
     )
 
 
-def training_tasks_text(ways: int, shots: int, queries: int) -> str:
-    """The full task shape it was meta-trained on, queries included."""
+def training_tasks_text(ways: int, shots: int, queries: int, extra: dict | None = None) -> str:
+    """The full task shape it was meta-trained on, queries included, and the examples per class
+    of the earlier run it continued where those differed (`extra`: the checkpoint's)."""
     if not ways:
         return f"{plural(shots, 'given point')} and {plural(queries, 'point')} to predict per curve"
-    return f"{ways} classes, each with {plural(shots, 'labelled example')} and {plural(queries, 'query image')}"
+    text = f"{ways} classes, each with {plural(shots, 'labelled example')} and {plural(queries, 'query image')}"
+    earlier = (extra or {}).get("continued_from", {})
+    if _changed_shots(extra or {}) and _is_number(earlier.get("iterations")):
+        text += (f"; its first {int(earlier['iterations']):,} iterations had "
+                 f"{plural(int(earlier['shots']), 'labelled example')} per class")
+    return text
 
 
 def _layer_order(layer: str) -> tuple[bool, str, int]:

@@ -53,7 +53,8 @@ with st.container(border=True):
 
     st.markdown(services.task_shape_explained(checkpoint.ways, checkpoint.shots))
     details = {
-        "Trained on tasks of": services.training_tasks_text(checkpoint.ways, checkpoint.shots, checkpoint.queries),
+        "Trained on tasks of": services.training_tasks_text(checkpoint.ways, checkpoint.shots, checkpoint.queries,
+                                                             checkpoint.extra),
         "Adaptation (inner loop)": services.inner_loop_text(checkpoint),
         "Network": services.network_text(checkpoint.model_config),
         "Layers that adapt": services.adapted_layers_text(checkpoint),

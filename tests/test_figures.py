@@ -274,6 +274,18 @@ def test_upload_preview_shows_each_class_in_a_column_and_escapes_names():
     assert "<i>" not in " ".join(fig.layout.xaxis.ticktext) and "<i>" not in " ".join(labels.text)
 
 
+def test_training_tasks_text_names_the_earlier_phase_examples_where_they_differ():
+    from metaviz.services import training_tasks_text
+
+    five_shot = {"train_config": {"shots": 5}, "continued_from": {"iterations": 36000, "shots": 1}}
+    assert training_tasks_text(5, 5, 5, five_shot) == (
+        "5 classes, each with 5 labelled examples and 5 query images; its first 36,000 iterations had 1 "
+        "labelled example per class")
+    same = {"train_config": {"shots": 1}, "continued_from": {"iterations": 36000, "shots": 1}}
+    assert training_tasks_text(5, 1, 5, same) == "5 classes, each with 1 labelled example and 5 query images"
+    assert training_tasks_text(5, 1, 5) == training_tasks_text(5, 1, 5, {})
+
+
 def test_training_progress_text_flags_unfinished_runs():
     from metaviz.services import training_progress_text
 
