@@ -19,13 +19,13 @@ from metaviz.allocator import keep_freed_memory
 from metaviz.data import load_classes
 from metaviz.models import ConvNetConfig, build_model
 from metaviz.tasks import TaskSampler
-from metaviz.training import TrainConfig, _meta_batch_together
+from metaviz.training import TrainConfig, meta_batch_step
 
 
 def metaviz_step(model, params, optimizer, batch, steps, lr):
     """What `metaviz train` does for MAML on the conv net: the meta-batch at once (metaviz.batched)."""
     optimizer.zero_grad(set_to_none=True)
-    _meta_batch_together(model, params, tuple(params), batch, TrainConfig(train_steps=steps, inner_lr=lr))
+    meta_batch_step(model, params, tuple(params), batch, TrainConfig(train_steps=steps, inner_lr=lr))
     optimizer.step()
 
 

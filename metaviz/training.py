@@ -123,7 +123,8 @@ def _joined(first: ImageClasses, second: ImageClasses) -> ImageClasses:
                         first.class_names + second.class_names, first.groups + second.groups)
 
 
-def _to(task: Task, device: torch.device) -> Task:
+def task_on(task: Task, device: torch.device) -> Task:
+    """The task with its tensors on `device`."""
     return dataclasses.replace(task, support_x=task.support_x.to(device), support_y=task.support_y.to(device),
                                query_x=task.query_x.to(device), query_y=task.query_y.to(device))
 
@@ -148,9 +149,11 @@ def _stacked(tasks: list[Task]) -> tuple[torch.Tensor, ...]:
                  for part in ("support_x", "support_y", "query_x", "query_y"))
 
 
-def _meta_batch_together(model, params, adapt, tasks: list[Task], config: TrainConfig) -> tuple[float, float]:
-    """One meta-batch's MAML / first-order MAML / ANIL meta-gradient, all tasks at once
-    (metaviz.batched: the conv net, images); returns its mean query loss and accuracy."""
+def meta_batch_step(model, params, adapt, tasks: list[Task], config: TrainConfig) -> tuple[float, float]:
+    """Adds one meta-batch's MAML / first-order MAML / ANIL meta-gradient to the parameters' .grad,
+    all tasks at once (metaviz.batched: the conv net, images); returns its mean query loss and
+    accuracy. The training loop's step, also timed by benchmarks/training.py and checked on a
+    device by tools/check_batched_step.py."""
     support_x, support_y, query_x, query_y = _stacked(tasks)
     loss, outputs = batched.meta_objective(model, params, adapt, support_x, support_y, query_x, query_y,
                                            config.train_steps, config.inner_lr, first_order=config.algorithm == "fomaml")
@@ -224,7 +227,7 @@ def evaluate(checkpoint: Checkpoint, tasks: int = 600, seed: int = 0, steps: int
         if together:
             results += list(_batch_query_accuracies(model, params, batch, steps, checkpoint.inner_lr, adapt))
         else:
-            results.append(per_step_query_metrics(model, params, buffers, _to(batch[0], torch_device), steps,
+            results.append(per_step_query_metrics(model, params, buffers, task_on(batch[0], torch_device), steps,
                                                   checkpoint.inner_lr, adapt))
         if progress:
             progress(len(results), tasks)
@@ -357,7 +360,8 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
 
     def validate() -> float:
         detached = {k: v.detach() for k, v in params.items()}
-        scores = [per_step_query_metrics(model, detached, {}, _to(val_source.sample(np.random.default_rng([10**6, i])), device),
+        scores = [per_step_query_metrics(model, detached, {},
+                                         task_on(val_source.sample(np.random.default_rng([10**6, i])), device),
                                          config.test_steps, config.inner_lr, adapt)[-1]
                   for i in range(config.val_tasks)]
         return float(np.mean(scores))
@@ -385,11 +389,11 @@ def train(config: TrainConfig, run_dir: str | Path, out: str | Path | None = Non
                 lr=config.inner_lr, adapt=adapt)
             total_loss, total_correct = _query_scores(model, reptile_adapted, tasks)
         elif together:
-            tasks = [_to(train_source.sample(rng), device) for _ in range(config.meta_batch)]
-            total_loss, total_correct = _meta_batch_together(model, params, adapt, tasks, config)
+            tasks = [task_on(train_source.sample(rng), device) for _ in range(config.meta_batch)]
+            total_loss, total_correct = meta_batch_step(model, params, adapt, tasks, config)
         else:
             for _ in range(config.meta_batch):
-                task = _to(train_source.sample(rng), device)
+                task = task_on(train_source.sample(rng), device)
                 if config.algorithm == "joint":  # the baseline fits all of a task's points, without adapting
                     task = dataclasses.replace(task, query_x=torch.cat([task.support_x, task.query_x]),
                                                query_y=torch.cat([task.support_y, task.query_y]))

@@ -35,7 +35,7 @@ def meta_gradient(checkpoint, model, tasks, config, device, together: bool,
     params = {name: value.to(device, dtype).clone().requires_grad_() for name, value in checkpoint.parameters.items()}
     names = adapted_names(params, None)
     if together:
-        training._meta_batch_together(model, params, names, tasks, config)
+        training.meta_batch_step(model, params, names, tasks, config)
     else:
         loss = sum(task_loss(model.functional_forward(
             inner_loop(model, params, {}, task.support_x, task.support_y, steps=config.train_steps,
@@ -63,7 +63,7 @@ def main() -> None:
                                   train_steps=args.steps, inner_lr=checkpoint.inner_lr, device=device.type)
     source = training.TaskSource(config, "train", args.queries)
     rng = np.random.default_rng(0)
-    tasks = [training._to(source.sample(rng), device) for _ in range(8)]
+    tasks = [training.task_on(source.sample(rng), device) for _ in range(8)]
     together = meta_gradient(checkpoint, model, tasks, config, device, together=True)
     tasks_64 = [dataclasses.replace(task, support_x=task.support_x.double(), query_x=task.query_x.double())
                 for task in tasks]
@@ -79,8 +79,8 @@ def main() -> None:
         synchronise()
         start = time.perf_counter()
         for _ in range(count):
-            batch = [training._to(source.sample(rng), device) for _ in range(args.meta_batch)]
-            training._meta_batch_together(model, params, names, batch, config)
+            batch = [training.task_on(source.sample(rng), device) for _ in range(args.meta_batch)]
+            training.meta_batch_step(model, params, names, batch, config)
         synchronise()
     step = (time.perf_counter() - start) / args.repeats
     print(f"{device}: one batched step, meta-batch {args.meta_batch}, {args.queries} queries per class, "
