@@ -111,7 +111,7 @@ def forward_tasks(model: ConvNet, params: Params, images: torch.Tensor) -> torch
                             patches.reshape(tasks, n * out_h * out_w, -1), params[prefix + "conv.weight"])
         channels = out.shape[-1]
         if model.norm == "layer":  # per image over all its positions and channels, as F.group_norm(x, 1)
-            out = F.layer_norm(out.reshape(tasks, n, -1), (out_h * out_w * channels,), eps=1e-5)
+            out = F.group_norm(out.reshape(tasks * n, 1, -1), 1, eps=1e-5)
             out = out.reshape(tasks, n * out_h * out_w, channels)
             out = out * params[prefix + "norm.weight"].unsqueeze(1) + params[prefix + "norm.bias"].unsqueeze(1)
         x = F.relu(out).reshape(tasks * n, out_h, out_w, channels)

@@ -120,11 +120,13 @@ def sample_tasks(dataset: str, split: str, ways: int, shots: int, queries: int, 
 
 
 def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: Sequence[Task], steps: int,
-                 lr: float, vectorise: bool) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+                 lr: float, vectorise: bool, before: torch.Tensor | None = None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """First-order inner loop (as metaviz.adaptation.adapt) for tasks of one shape: the adapted
     parameters [B, ...] after `steps` steps, and per-task metrics (one batched forward pass).
     `vectorise`: the whole batch at once (metaviz.batched for the conv net, else one vmap(grad)
-    call per step), else metaviz's inner_loop task by task."""
+    call per step), else metaviz's inner_loop task by task. `before`: the tasks' outputs at
+    theta_0 [B, support + query images, ...] if already computed (`scores_before`)."""
     from torch.func import grad, vmap
 
     frozen = {name: value for name, value in checkpoint.parameters.items() if name not in names}
@@ -161,9 +163,9 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
         with torch.no_grad():
             both = vmap(forward, in_dims=(0, 0))(adapted, images)  # adapted parameters per task
         outputs["after"] = (both[:, :shots], both[:, shots:])
-    # Before adapting, every task has theta_0: one ordinary batch of all their images.
-    both = model.predict(checkpoint.parameters, buffers, images.flatten(0, 1)).reshape(*images.shape[:2], -1)
-    outputs["before"] = (both[:, :shots], both[:, shots:])
+    if before is None:  # every task starts from theta_0: one ordinary batch of all their images
+        before = model.predict(checkpoint.parameters, buffers, images.flatten(0, 1)).reshape(*images.shape[:2], -1)
+    outputs["before"] = (before[:, :shots], before[:, shots:])
     metrics = {}
     for when, (support_out, query_out) in outputs.items():
         metrics[f"support_loss_{when}"] = batched.task_losses(support_out, support_y).numpy()
@@ -171,6 +173,42 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
         if query_y.dtype == torch.long:
             metrics[f"query_accuracy_{when}"] = (query_out.argmax(-1) == query_y).float().mean(1).numpy()
     return {name: value.detach() for name, value in adapted.items()}, metrics
+
+
+SCORE_CHUNK = 150  # images per forward pass in scores_before (75-150 equal here; 300 or 600 about 10% slower)
+
+
+def _fingerprints(sets: Sequence[torch.Tensor]) -> np.ndarray:
+    """One 64-bit number per image of every [n, ...] tensor in `sets`, from its bytes (a random
+    linear hash, wrapping): equal images get equal numbers; unequal ones almost never do, and
+    scores_before checks."""
+    weights = np.random.default_rng(0).integers(1, 2**62, sets[0][0].numel(), dtype=np.int64)
+    with np.errstate(over="ignore"):
+        return np.concatenate([images.flatten(1).view(torch.int32).numpy().astype(np.int64) @ weights
+                               for images in sets])
+
+
+def scores_before(model, checkpoint: Checkpoint, tasks: Sequence[Task], map_=map) -> torch.Tensor:
+    """Every task's outputs at theta_0 [tasks, support + query images, ...] (tasks of one shape).
+    All tasks start from theta_0, so an image in several tasks (about 40% of a 500-task Omniglot
+    map's images) is scored once; `map_` runs the forward passes (a thread pool's map runs them
+    side by side)."""
+    sets = [images for task in tasks for images in (task.support_x, task.query_x)]
+    _, first, where = np.unique(_fingerprints(sets), return_index=True, return_inverse=True)
+    where = torch.from_numpy(where.reshape(len(tasks), -1))
+    offsets = np.cumsum([0] + [len(images) for images in sets])
+    owner = np.searchsorted(offsets, first, side="right") - 1  # which set holds each distinct image
+    distinct = torch.stack([sets[s][i] for s, i in zip(owner, first - offsets[owner])])
+    if not all(torch.equal(distinct[row], torch.cat([task.support_x, task.query_x]))
+               for row, task in zip(where, tasks)):  # two images shared a fingerprint: score every one
+        distinct = torch.cat(sets)
+        where = torch.arange(len(distinct)).reshape(len(tasks), -1)
+
+    def score(chunk: torch.Tensor) -> torch.Tensor:
+        return model.predict(checkpoint.parameters, checkpoint.buffers, chunk)
+
+    outputs = torch.cat(list(map_(score, distinct.split(SCORE_CHUNK))))
+    return outputs[where]
 
 
 SKETCH_PER_COLUMN = 4  # output columns each input column is added into
@@ -238,18 +276,21 @@ def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: 
     width = sum(checkpoint.parameters[name].numel() for name in kept)
     sketch = _sketcher(width, random_state)
 
-    def one_batch(batch: Sequence[Task]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        adapted, batch_metrics = _adapt_batch(model, checkpoint, names, batch, steps, lr, vectorise)
+    def one_batch(start: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        adapted, batch_metrics = _adapt_batch(model, checkpoint, names, tasks[start : start + batch_size], steps, lr,
+                                              vectorise, before[start : start + batch_size])
         update = torch.cat([(adapted[name] - checkpoint.parameters[name]).flatten(1) for name in kept], 1).numpy()
         return np.linalg.norm(update, axis=1), update if sketch is None else sketch.transform(update), batch_metrics
 
     vectors, norms, metrics = [], [], []
-    batches = [tasks[start : start + batch_size] for start in range(0, n_tasks, batch_size)]
     # Batches are independent, and torch lets go of the GIL inside its kernels: WORKERS threads
     # of one torch thread each keep that many cores busy (1.6-1.9x with two). Results come
     # back in order, and progress is reported from this thread (Streamlit's elements need it).
-    with ThreadPoolExecutor(max(1, min(workers, len(batches)))) as pool:
-        for done, (norm, vector, batch_metrics) in enumerate(pool.map(one_batch, batches), 1):
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        if progress:
+            progress(0.0, f"Scoring the {n_tasks} tasks' images before adapting…")
+        before = scores_before(model, checkpoint, tasks, pool.map)
+        for done, (norm, vector, batch_metrics) in enumerate(pool.map(one_batch, range(0, n_tasks, batch_size)), 1):
             norms.append(norm)
             vectors.append(vector)
             metrics.append(batch_metrics)

@@ -74,6 +74,24 @@ def test_updates_match_adapt(dataset, vectorise):
     assert updates.metadata["support_loss_after"].mean() < updates.metadata["support_loss_before"].mean()
 
 
+@pytest.mark.parametrize("collide", [False, True])
+def test_scores_before_score_each_distinct_image_once_and_survive_a_fingerprint_collision(collide, monkeypatch):
+    checkpoint = make_checkpoint("digits")
+    model = checkpoint.build_model()
+    tasks = embed.sample_tasks("digits", "test", 5, 1, 3, 30)  # 8 test classes: tasks share images
+    if collide:  # every image the same fingerprint: the check must notice and score them all
+        monkeypatch.setattr(embed, "_fingerprints", lambda sets: np.zeros(sum(len(s) for s in sets), np.int64))
+    scored = []
+    outputs = embed.scores_before(model, checkpoint, tasks,
+                                  lambda score, chunks: [score(chunk) for chunk in chunks if not scored.append(len(chunk))])
+    images = torch.stack([torch.cat([task.support_x, task.query_x]) for task in tasks])
+    expected = model.functional_forward(checkpoint.parameters, {}, images.flatten(0, 1)).reshape(*images.shape[:2], -1)
+    torch.testing.assert_close(outputs, expected, atol=1e-5, rtol=0)
+    every, distinct = images.shape[0] * images.shape[1], len(torch.unique(images.flatten(0, 1).flatten(1), dim=0))
+    assert distinct < every  # there is something to share
+    assert sum(scored) == (every if collide else distinct)
+
+
 def test_wide_updates_are_sketched_keeping_distances():
     checkpoint = make_checkpoint("digits")
     updates = embed.collect_updates(checkpoint, n_tasks=20, batch_size=8)
@@ -99,7 +117,7 @@ def test_threads_change_nothing_but_the_time():
     for name, column in one.metadata.items():
         np.testing.assert_array_equal(column, three.metadata[name])
     here = threading.current_thread()  # Streamlit's elements only work from the script's thread
-    assert reported == [(fraction, here) for fraction in [0.0, 6 / 20, 12 / 20, 18 / 20, 1.0] * 2]
+    assert reported == [(fraction, here) for fraction in [0.0, 0.0, 6 / 20, 12 / 20, 18 / 20, 1.0] * 2]
 
 
 def test_one_layer_and_errors():
