@@ -127,7 +127,9 @@ def adaptation_only(tasks: int, steps: int, repeats: int) -> list[tuple[str, flo
         for way, (size, vectorise) in ways.items():
             start, start_cpu = time.perf_counter(), time.process_time()
             for first in range(0, tasks, size):
-                embed._adapt_batch(model, checkpoint, names, sample[first : first + size], steps, 0.4, vectorise)
+                batch = sample[first : first + size]
+                embed._adapt_batch(model, checkpoint, names, batch, steps, 0.4, vectorise,
+                                   embed.scores_before(model, checkpoint, batch))
             times[way].append((1000 * (time.perf_counter() - start) / tasks,
                                1000 * (time.process_time() - start_cpu) / tasks))
     return [(way, min(wall for wall, _ in values), min(cpu for _, cpu in values)) for way, values in times.items()]

@@ -101,8 +101,8 @@ def from_matmul_layout(name: str, value: torch.Tensor, shape: torch.Size) -> tor
 def forward_tasks(model: ConvNet, params: Params, images: torch.Tensor, twice_differentiated: bool = False
                   ) -> torch.Tensor:
     """Outputs [T, n, classes] for images [T, n, C, H, W]; every parameter [T, ...] in matmul
-    layout (task t's copy first index t). `twice_differentiated`: the graph's gradient will itself
-    be differentiated (second-order MAML's inner steps)."""
+    layout (task t's copy first index t). `twice_differentiated`: for second-order MAML, whose
+    meta-gradient differentiates the inner steps' gradients again (see the normalisation below)."""
     tasks, n = images.shape[:2]
     x = images.flatten(0, 1).permute(0, 2, 3, 1)  # channels last: patches are rows
     for index in range(len(model.blocks)):

@@ -120,13 +120,13 @@ def sample_tasks(dataset: str, split: str, ways: int, shots: int, queries: int, 
 
 
 def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: Sequence[Task], steps: int,
-                 lr: float, vectorise: bool, before: torch.Tensor | None = None
+                 lr: float, vectorise: bool, before: torch.Tensor
                  ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """First-order inner loop (as metaviz.adaptation.adapt) for tasks of one shape: the adapted
     parameters [B, ...] after `steps` steps, and per-task metrics (one batched forward pass).
     `vectorise`: the whole batch at once (metaviz.batched for the conv net, else one vmap(grad)
     call per step), else metaviz's inner_loop task by task. `before`: the tasks' outputs at
-    theta_0 [B, support + query images, ...] if already computed (`scores_before`)."""
+    theta_0 [B, support + query images, ...] (`scores_before`)."""
     from torch.func import grad, vmap
 
     frozen = {name: value for name, value in checkpoint.parameters.items() if name not in names}
@@ -163,8 +163,6 @@ def _adapt_batch(model, checkpoint: Checkpoint, names: tuple[str, ...], tasks: S
         with torch.no_grad():
             both = vmap(forward, in_dims=(0, 0))(adapted, images)  # adapted parameters per task
         outputs["after"] = (both[:, :shots], both[:, shots:])
-    if before is None:  # every task starts from theta_0: one ordinary batch of all their images
-        before = model.predict(checkpoint.parameters, buffers, images.flatten(0, 1)).reshape(*images.shape[:2], -1)
     outputs["before"] = (before[:, :shots], before[:, shots:])
     metrics = {}
     for when, (support_out, query_out) in outputs.items():
