@@ -37,17 +37,23 @@ test-fast: $(TEST_STAMP)
 screenshots: $(TEST_STAMP)
 	METAVIZ_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser.py tests/test_browser_saliency.py
 
-# Every benchmark, each against its peer in the same run (benchmarks/README.md).
+# Every benchmark, each against its peer in the same run (benchmarks/README.md), then issue 10's
+# targets as one table of this run's figures (benchmarks/verdicts.py).
+BENCH_RESULTS := benchmarks/last-run.jsonl
+BENCH_ENV := OMP_NUM_THREADS=1 METAVIZ_BENCH_RESULTS=$(BENCH_RESULTS)
 bench benchmarks: $(TEST_STAMP)
-	OMP_NUM_THREADS=1 $(PY) benchmarks/adaptation.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/pages.py --threads 1
-	OMP_NUM_THREADS=1 $(PY) benchmarks/interactions.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/explain.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/load.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/embed.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/allocator.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/embed_browser.py
+	rm -f $(BENCH_RESULTS)
+	$(BENCH_ENV) $(PY) benchmarks/adaptation.py
+	$(BENCH_ENV) $(PY) benchmarks/training.py
+	$(BENCH_ENV) $(PY) benchmarks/pages.py --threads 1
+	$(BENCH_ENV) $(PY) benchmarks/interactions.py
+	$(BENCH_ENV) $(PY) benchmarks/first_page.py
+	$(BENCH_ENV) $(PY) benchmarks/explain.py
+	$(BENCH_ENV) $(PY) benchmarks/load.py
+	$(BENCH_ENV) $(PY) benchmarks/embed.py
+	$(BENCH_ENV) $(PY) benchmarks/allocator.py
+	$(BENCH_ENV) $(PY) benchmarks/embed_browser.py
+	$(PY) benchmarks/verdicts.py $(BENCH_RESULTS)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/data_load.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/first_page.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/layers.py checkpoints/omniglot-5w1s-maml.safetensors

@@ -30,6 +30,7 @@ from metaviz.data import load_classes
 from metaviz.models import ConvNetConfig, build_model
 from metaviz.embed import BATCH_SIZE, WORKERS
 from metaviz.tasks import TaskSampler
+from verdicts import record
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 5, rounds: int = 5) -> float:
@@ -147,6 +148,15 @@ def main() -> None:
     threaded_difference = max((o[k] - e[k]).abs().max().item() for o, e in
                               zip(threaded, adapt_metaviz_batched(model, tasks[:2 * BATCH_SIZE], args.steps, 0.4))
                               for k in o)
+    command = "benchmarks/adaptation.py"
+    batched_name = f"metaviz batched ({BATCH_SIZE})"
+    one_thread = seconds["learn2learn clone/adapt"] / seconds[batched_name]
+    record("adaptation >= 2x learn2learn, one thread each", f"{one_thread:.2f}x", one_thread >= 2, command)
+    machine = whole["learn2learn clone/adapt"] / whole[f"metaviz batched, {cores} workers"]
+    record("adaptation >= 2x learn2learn, the whole machine", f"{machine:.2f}x", machine >= 2, command)
+    share = flops_per_task * args.tasks / seconds[batched_name] / 1e9 / peak
+    record("adaptation FLOP rate >= 50% of the matmul rate (aim)", f"{100 * share:.1f}% of {peak:.1f} GFLOP/s",
+           share >= 0.5, command)
     print(f"max |metaviz - learn2learn| over adapted parameters: {max_difference:.2e}")
     print(f"max |batched - inner_loop| over adapted parameters ({BATCH_SIZE} tasks): {batched_difference:.2e}")
     print(f"max |batched on {cores} workers - batched| ({2 * BATCH_SIZE} tasks): {threaded_difference:.2e}")

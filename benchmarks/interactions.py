@@ -28,6 +28,9 @@ APP = str(ROOT / "app.py")
 # The pages import pages._shared, as under `streamlit run` from the root; benchmarks/pages.py
 # (a plain module, on the path as this script's folder) would hide that namespace package.
 sys.path[:] = [str(ROOT)] + [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks"]
+
+from benchmarks.verdicts import record  # noqa: E402
+
 TARGET_SECONDS = 0.3
 
 
@@ -108,6 +111,7 @@ def main() -> None:
     os.environ.setdefault("METAVIZ_TORCH_THREADS", "1")
     print(f"warm interactions, median and worst of {args.repeats} changes; target < {TARGET_SECONDS} s")
     print(f"{'checkpoint':<20}{'page':<26}{'change':<40}{'median s':>9}{'worst s':>9}  target")
+    medians = []
     for checkpoint, _ in checkpoints():
         for interaction in INTERACTIONS:
             if interaction.page == "pages/7_Sine_waves.py" and checkpoint != "sinusoid-maml":
@@ -117,9 +121,13 @@ def main() -> None:
             except LookupError:  # e.g. no saliency methods for sine waves
                 continue
             median = statistics.median(seconds)
+            medians.append(median)
             verdict = "met" if median < TARGET_SECONDS else "MISSED"
             print(f"{checkpoint:<20}{Path(interaction.page).stem:<26}{interaction.what:<40}"
                   f"{median:>9.3f}{max(seconds):>9.3f}  {verdict}", flush=True)
+    record(f"every page's warm widget change < {TARGET_SECONDS} s",
+           f"medians {min(medians):.2f}-{max(medians):.2f} s over {len(medians)} changes",
+           max(medians) < TARGET_SECONDS, "benchmarks/interactions.py")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,11 @@ class ImageClasses:
     def images_per_class(self) -> int:
         return self.images.shape[1]
 
+    @functools.cached_property
+    def group_of_class(self) -> np.ndarray:
+        """`groups` as an array, made once: a 500-task map looks it up for every task."""
+        return np.asarray(self.groups)
+
 
 def data_dir() -> pathlib.Path:
     """$METAVIZ_DATA_DIR if set, else $XDG_CACHE_HOME/metaviz or ~/.cache/metaviz."""

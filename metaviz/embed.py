@@ -248,11 +248,14 @@ def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: 
                     steps: int | None = None, lr: float | None = None, adapt_layers: Sequence[str] | None = None,
                     shots: int | None = None, queries: int | None = None, one_group: bool = False,
                     batch_size: int = BATCH_SIZE, vectorise: bool = VECTORISE, random_state: int = 0,
-                    workers: int = WORKERS, progress: Progress | None = None) -> TaskUpdates:
+                    workers: int = WORKERS, progress: Progress | None = None,
+                    while_adapting: Callable[[], object] | None = None) -> TaskUpdates:
     """Samples `n_tasks` tasks from the checkpoint's meta-test split (see `sample_tasks`), adapts
     each with the checkpoint's inner loop (steps, lr, adapted layers and task shape, unless
     given) and collects their update vectors: every adapted layer's, or only `layer`'s.
-    `workers` threads adapt batches side by side; the result does not depend on how many."""
+    `workers` threads adapt batches side by side; the result does not depend on how many.
+    `while_adapting` is called once the tasks are drawn and scored, just before they adapt
+    (the page starts UMAP's warm-up there: see `start_warm_up`)."""
     steps = checkpoint.inner_steps if steps is None else int(steps)
     lr = checkpoint.inner_lr if lr is None else float(lr)
     if steps < 1:
@@ -288,6 +291,8 @@ def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: 
         if progress:
             progress(0.0, f"Scoring the {n_tasks} tasks' images before adapting…")
         before = scores_before(model, checkpoint, tasks, pool.map)
+        if while_adapting:
+            while_adapting()
         for done, (norm, vector, batch_metrics) in enumerate(pool.map(one_batch, range(0, n_tasks, batch_size)), 1):
             norms.append(norm)
             vectors.append(vector)
@@ -371,7 +376,9 @@ def _compile_umap() -> None:
 
 def start_warm_up() -> threading.Thread:
     """Imports umap and compiles (or loads) its numba kernels in a daemon thread, once per
-    process; returns the thread."""
+    process; returns the thread. Best started while torch works (the tasks adapting): the
+    import is mostly Python holding the GIL, and beside the drawing of 500 tasks, which is
+    Python too, it made that 0.4-0.8 s step take 3.3 s in a fresh process."""
     global _warm_up_thread
     with _warm_up_lock:
         if _warm_up_thread is None:

@@ -103,7 +103,7 @@ def sample_task(
     if classes is not None:
         chosen = class_indices_for(pool, classes)
     elif groups is not None:
-        allowed = np.flatnonzero(np.isin(np.asarray(pool.groups), list(groups)))
+        allowed = np.flatnonzero(np.isin(pool.group_of_class, list(groups)))
         if len(allowed) < ways:
             raise ValueError(f"the groups {list(groups)} hold {len(allowed)} classes; {ways} needed")
         chosen = rng.choice(allowed, ways, replace=False)

@@ -28,15 +28,17 @@ def _with_progress(compute: Callable):
         bar.empty()
 
 
-def task_updates(path: str, content_hash: str, tasks: dict, adaptation: dict) -> TaskUpdates:
+def task_updates(path: str, content_hash: str, tasks: dict, adaptation: dict,
+                 while_adapting: Callable[[], object] | None = None) -> TaskUpdates:
     """`tasks`: n_tasks, seed, shots, queries, one_group, layer; `adaptation`: steps, lr,
-    adapt_layers (a tuple). Both plain values, so the key is plain too."""
+    adapt_layers (a tuple). Both plain values, so the key is plain too. `while_adapting`: see
+    metaviz.embed.collect_updates (not part of the key)."""
     from metaviz.embed import collect_updates
 
     key = ("updates", path, content_hash, tuple(sorted(tasks.items())), tuple(sorted(adaptation.items())))
     return remembered(key, lambda: _with_progress(
         lambda progress: collect_updates(load_checkpoint(path, content_hash), **tasks, **adaptation,
-                                         progress=progress)))
+                                         progress=progress, while_adapting=while_adapting)))
 
 
 def task_embedding(path: str, content_hash: str, tasks: dict, adaptation: dict, method: str, random_state: int,
@@ -48,9 +50,9 @@ def task_embedding(path: str, content_hash: str, tasks: dict, adaptation: dict, 
            method, random_state, tuple(sorted(method_settings.items())))
 
     def compute():
-        if method == "umap":
-            embed.start_warm_up()  # UMAP's kernels compile while the tasks adapt
-        updates = task_updates(path, content_hash, tasks, adaptation)
+        # UMAP's kernels load (or compile) while the tasks adapt.
+        updates = task_updates(path, content_hash, tasks, adaptation,
+                               while_adapting=embed.start_warm_up if method == "umap" else None)
         with st.spinner("Drawing the map of the tasks…"):
             embedding = embed.embed_updates(updates, method, random_state, **method_settings)
             return embedding, embed.structure_measures(embedding)

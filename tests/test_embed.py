@@ -120,6 +120,14 @@ def test_threads_change_nothing_but_the_time():
     assert reported == [(fraction, here) for fraction in [0.0, 0.0, 6 / 20, 12 / 20, 18 / 20, 1.0] * 2]
 
 
+def test_while_adapting_is_called_once_after_the_tasks_are_drawn_and_scored():
+    events = []
+    embed.collect_updates(make_checkpoint("digits"), n_tasks=20, batch_size=10,
+                          progress=lambda fraction, text: events.append(text.split()[0]),
+                          while_adapting=lambda: events.append("while_adapting"))
+    assert events == ["Drawing", "Scoring", "while_adapting", "Adapted", "Adapted"]
+
+
 def test_one_layer_and_errors():
     checkpoint = make_checkpoint("digits", adapt_layers=("conv4", "head"))
     updates = embed.collect_updates(checkpoint, n_tasks=20, layer="conv4", batch_size=20)
