@@ -97,7 +97,7 @@ def main() -> None:
     worst = max(run["500 tasks asked for"] for run in runs)
     print(f"500 tasks to a finished map: worst {worst:.1f} s; target <= {TARGET_SECONDS:g} s: "
           f"{'met' if worst <= TARGET_SECONDS else 'MISSED'}")
-    record(f"500 tasks to a map in a running dashboard <= {TARGET_SECONDS:g} s (Chromium)",
+    record(f"500 tasks to a map in Chromium, after the page's first <= {TARGET_SECONDS:g} s",
            f"worst {worst:.1f} s of {len(runs)}", worst <= TARGET_SECONDS, "benchmarks/embed_browser.py")
 
 
