@@ -47,16 +47,15 @@ bench benchmarks: $(TEST_STAMP)
 	$(BENCH_ENV) $(PY) benchmarks/training.py
 	$(BENCH_ENV) $(PY) benchmarks/pages.py --threads 1
 	$(BENCH_ENV) $(PY) benchmarks/interactions.py
-	$(BENCH_ENV) $(PY) benchmarks/first_page.py
 	$(BENCH_ENV) $(PY) benchmarks/explain.py
 	$(BENCH_ENV) $(PY) benchmarks/load.py
 	$(BENCH_ENV) $(PY) benchmarks/embed.py
 	$(BENCH_ENV) $(PY) benchmarks/allocator.py
 	$(BENCH_ENV) $(PY) benchmarks/embed_browser.py
+	$(BENCH_ENV) $(PY) benchmarks/data_load.py
+	$(BENCH_ENV) $(PY) benchmarks/first_page.py
+	$(BENCH_ENV) $(PY) benchmarks/layers.py checkpoints/omniglot-5w1s-maml.safetensors
 	$(PY) benchmarks/verdicts.py $(BENCH_RESULTS)
-	OMP_NUM_THREADS=1 $(PY) benchmarks/data_load.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/first_page.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/layers.py checkpoints/omniglot-5w1s-maml.safetensors
 
 clean-venv:
 	rm -rf $(VENV)
