@@ -12,9 +12,10 @@ Cold rows:
 - numba cache filled: any later process (metaviz.embed.import_umap loads them from disk);
 - one worker: as the previous row, the batches adapted one after another (METAVIZ_EMBED_WORKERS=1);
 - no warm-up thread: as "numba cache filled", UMAP imported only after the tasks adapted;
-- in the running dashboard: as "numba cache filled", but the clock starts once torch, Streamlit
-  and the checkpoint are loaded, as the first page leaves them: the wait for a first map after
-  choosing the page, less the browser's drawing (benchmarks/embed_browser.py times it in Chromium).
+- a running dashboard's first map: as "numba cache filled", but the clock starts once torch,
+  Streamlit and the checkpoint are loaded, as the first page leaves them: the wait for a first
+  map after choosing the page, less the browser's drawing (benchmarks/embed_browser.py times a
+  200-task first map and a later 500-task one in Chromium).
 
 Then, in this process, the adaptation alone on one thread: task by task vs batches
 (metaviz.batched, as the page adapts the conv net's tasks), interleaved.
@@ -180,18 +181,18 @@ def main() -> None:
         runs = [("numba cache empty (first process ever)", {}), (f"numba cache filled, {WORKERS} worker(s)", {}),
                 ("numba cache filled, 1 worker", {"workers": 1}),
                 ("numba cache filled, no warm-up thread", {"warm_up": False}),
-                ("in the running dashboard", {"preloaded": True})]
-        rows = {}
+                ("a running dashboard's first map", {"preloaded": True})]
+        cold_rows = {}
         for label, settings in runs:
-            row = rows[label] = cold_run(args.tasks, args.steps, numba_cache, **settings)
+            row = cold_rows[label] = cold_run(args.tasks, args.steps, numba_cache, **settings)
             print(f"{label:<44} {row['cold']:>7.1f} {row['cold_cpu']:>6.1f} {row['process']:>8.1f} {row['warm']:>7.3f} "
                   f"{row['trustworthiness']:>6.3f} {row['purity']:>7.3f} {row['chance']:>7.3f} {row['load']:>5.1f}",
                   flush=True)
-    print("cold s: from the process's first import (the running-dashboard row: from the page's call) to the "
+    print("cold s: from the process's first import (the dashboard's-first-map row: from the page's call) to the "
           "map's data serialised; CPU s: the CPU time it used "
           "(all threads); + start: with interpreter start and exit; warm s: the page's rerun (stored result + "
           "map data)")
-    record_targets(args.tasks, rows[runs[1][0]], rows["in the running dashboard"])
+    record_targets(args.tasks, cold_rows[runs[1][0]], cold_rows["a running dashboard's first map"])
     print(f"\nAdaptation alone, {min(args.tasks, 200)} tasks x {args.steps} steps, best of {args.repeats} "
           "(ms per task, incl. before/after metrics)")
     rows = adaptation_only(min(args.tasks, 200), args.steps, args.repeats)

@@ -31,6 +31,8 @@ def main() -> None:
     if not path.is_file():
         sys.exit(f"{path}: no results (run the benchmarks with METAVIZ_BENCH_RESULTS={path})")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        sys.exit(f"{path}: no results recorded (did every benchmark fail?)")
     width = max(len(row["target"]) for row in rows)
     print(f"\nIssue 10's targets, this run (load average {os.getloadavg()[0]:.1f} now)")
     print(f"{'target':<{width}}  {'status':<6}  measured  [command]")
