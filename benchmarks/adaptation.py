@@ -154,12 +154,17 @@ def main() -> None:
     record("adaptation >= 2x learn2learn, one thread each", f"{one_thread:.2f}x", one_thread >= 2, command)
     machine = whole["learn2learn clone/adapt"] / whole[f"metaviz batched, {cores} workers"]
     record("adaptation >= 2x learn2learn, the whole machine", f"{machine:.2f}x", machine >= 2, command)
-    share = flops_per_task * args.tasks / seconds[batched_name] / 1e9 / peak
+    share = flop_rate(flops_per_task, args.tasks, seconds[batched_name]) / peak
     record("adaptation FLOP rate >= 50% of the matmul rate (aim)", f"{100 * share:.1f}% of {peak:.1f} GFLOP/s",
            share >= 0.5, command)
     print(f"max |metaviz - learn2learn| over adapted parameters: {max_difference:.2e}")
     print(f"max |batched - inner_loop| over adapted parameters ({BATCH_SIZE} tasks): {batched_difference:.2e}")
     print(f"max |batched on {cores} workers - batched| ({2 * BATCH_SIZE} tasks): {threaded_difference:.2e}")
+
+
+def flop_rate(flops_per_task: float, tasks: int, seconds: float) -> float:
+    """GFLOP/s of `tasks` adaptations that took `seconds`."""
+    return flops_per_task * tasks / seconds / 1e9
 
 
 def print_rows(title: str, seconds: dict, tasks: int, flops_per_task: float, peak: float) -> None:
@@ -168,7 +173,7 @@ def print_rows(title: str, seconds: dict, tasks: int, flops_per_task: float, pea
     print(f"\n{title}; % of peak: of {peak:.1f} GFLOP/s")
     print(f"{'implementation':<34}{'tasks/s':>10}{'GFLOP/s':>10}{'% of peak':>11}{'vs l2l':>9}")
     for name, time_taken in seconds.items():
-        gflops = flops_per_task * tasks / time_taken / 1e9
+        gflops = flop_rate(flops_per_task, tasks, time_taken)
         print(f"{name:<34}{tasks / time_taken:>10.1f}{gflops:>10.2f}{100 * gflops / peak:>10.1f}%"
               f"{l2l_seconds / time_taken:>8.2f}x")
 

@@ -178,10 +178,11 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as numba_cache:
-        runs = [("numba cache empty (first process ever)", {}), (f"numba cache filled, {WORKERS} worker(s)", {}),
+        filled, dashboard = f"numba cache filled, {WORKERS} worker(s)", "a running dashboard's first map"
+        runs = [("numba cache empty (first process ever)", {}), (filled, {}),
                 ("numba cache filled, 1 worker", {"workers": 1}),
                 ("numba cache filled, no warm-up thread", {"warm_up": False}),
-                ("a running dashboard's first map", {"preloaded": True})]
+                (dashboard, {"preloaded": True})]
         cold_rows = {}
         for label, settings in runs:
             row = cold_rows[label] = cold_run(args.tasks, args.steps, numba_cache, **settings)
@@ -192,7 +193,7 @@ def main() -> None:
           "map's data serialised; CPU s: the CPU time it used "
           "(all threads); + start: with interpreter start and exit; warm s: the page's rerun (stored result + "
           "map data)")
-    record_targets(args.tasks, cold_rows[runs[1][0]], cold_rows["a running dashboard's first map"])
+    record_targets(args.tasks, cold_rows[filled], cold_rows[dashboard])
     print(f"\nAdaptation alone, {min(args.tasks, 200)} tasks x {args.steps} steps, best of {args.repeats} "
           "(ms per task, incl. before/after metrics)")
     rows = adaptation_only(min(args.tasks, 200), args.steps, args.repeats)
