@@ -11,7 +11,7 @@ from metaviz.allocator import keep_freed_memory
 from metaviz.safety import unsafe_environment
 from pages._checkpoint_upload import checkpoint_upload
 from pages._report import report_download
-from pages._shared import CHECKPOINT_KEY, inside_app
+from pages._shared import CHECKPOINT_KEY, inside_app, warm_up_for_later_pages
 
 OTHER_FOLDER_KEY = "other_checkpoint_folder"  # the folder named in the sidebar, kept for the session
 CHOSEN_KEY = "chosen_checkpoint"  # the picked checkpoint's path, kept for the session
@@ -101,3 +101,4 @@ with st.sidebar:
                "and what it decides afterwards.")
 with inside_app():  # see pages/_shared.ensure_app
     navigation.run()
+warm_up_for_later_pages()  # after the page: see pages/_shared.py

@@ -203,7 +203,10 @@ def _digits_classes(split: str, rotations: bool) -> ImageClasses:
 @functools.lru_cache(maxsize=1)
 def _digits_images() -> np.ndarray:
     """float32 [10, images per digit, 28, 28]: the first n images of each digit, n = the rarest."""
-    from sklearn.datasets import load_digits  # imported here: slow, and only digits needs it
+    from metaviz.import_lock import SCIKIT_LEARN_IMPORTS
+
+    with SCIKIT_LEARN_IMPORTS:  # see metaviz.import_lock
+        from sklearn.datasets import load_digits  # imported here: slow, and only digits needs it
 
     bunch = load_digits()
     per_digit = int(np.bincount(bunch.target).min())

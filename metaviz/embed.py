@@ -15,9 +15,10 @@ cached result stays a few megabytes.
 umap-learn compiles its numba kernels on first use (15-25 s on this 2-core machine), in every
 new process: its kernels are not declared `cache=True`. `import_umap` switches numba's disk
 cache on for them, so only the first process ever compiles (a later one loads them in about
-a second), and `start_warm_up()` runs that import and a tiny fit in a background thread
-while the tasks adapt. umap, numba and scikit-learn's manifold module are imported inside
-functions: nothing here slows the dashboard's start.
+a second), and `start_warm_up()` runs that import and a tiny fit in a background thread: the
+dashboard starts it once its first page is drawn, and a map whose warm-up has not run starts it
+while its tasks adapt. umap, numba and scikit-learn are imported inside functions (under
+metaviz.import_lock): nothing here slows the dashboard's start.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from metaviz import batched
 from metaviz.adaptation import adapted_names, inner_loop, task_loss
 from metaviz.checkpoints import Checkpoint
+from metaviz.import_lock import SCIKIT_LEARN_IMPORTS
 from metaviz.models import layer_of
 from metaviz.tasks import Task, sample_task
 
@@ -345,14 +347,11 @@ _warm_up_lock = threading.Lock()
 _warm_up_thread: threading.Thread | None = None
 
 
-_umap_lock = threading.Lock()
-
-
 def import_umap():
     """umap, its numba kernels compiled once per installation instead of once per process:
     numba's disk cache (next to umap's sources, else numba's user cache) is switched on for
     every kernel umap defines at import. A kernel numba cannot cache just compiles as before."""
-    with _umap_lock:
+    with SCIKIT_LEARN_IMPORTS:
         import umap
         from numba.core.caching import FunctionCache
         from numba.core.registry import CPUDispatcher
@@ -376,9 +375,10 @@ def _compile_umap() -> None:
 
 def start_warm_up() -> threading.Thread:
     """Imports umap and compiles (or loads) its numba kernels in a daemon thread, once per
-    process; returns the thread. Best started while torch works (the tasks adapting): the
-    import is mostly Python holding the GIL, and beside the drawing of 500 tasks, which is
-    Python too, it made that 0.4-0.8 s step take 3.3 s in a fresh process."""
+    process; returns the thread. Best started while nothing else runs (the dashboard: once a
+    page is drawn) or while torch works (the tasks adapting): the import is mostly Python
+    holding the GIL, and beside the drawing of 500 tasks, which is Python too, it made that
+    0.4-0.8 s step take 3.3 s in a fresh process."""
     global _warm_up_thread
     with _warm_up_lock:
         if _warm_up_thread is None:
@@ -390,7 +390,8 @@ def start_warm_up() -> threading.Thread:
 def project(vectors: np.ndarray, method: str = "umap", random_state: int = 0, pca_components: int = PCA_COMPONENTS,
             n_neighbors: int = 15, min_dist: float = 0.1, perplexity: float = 30.0) -> tuple[np.ndarray, dict]:
     """[N, D] -> [N, 2] coordinates, and the settings actually used (some shrink for small N)."""
-    from sklearn.decomposition import PCA
+    with SCIKIT_LEARN_IMPORTS:
+        from sklearn.decomposition import PCA
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, not {method!r}")
@@ -401,7 +402,8 @@ def project(vectors: np.ndarray, method: str = "umap", random_state: int = 0, pc
     if method == "pca":
         return reduced.astype(np.float32), settings
     if method == "tsne":
-        from sklearn.manifold import TSNE
+        with SCIKIT_LEARN_IMPORTS:
+            from sklearn.manifold import TSNE
 
         perplexity = float(min(perplexity, (count - 1) / 3))  # t-SNE needs perplexity < N
         settings["perplexity"] = perplexity
@@ -426,8 +428,9 @@ def embed_updates(updates: TaskUpdates, method: str = "umap", random_state: int 
     """The update vectors projected to 2-D (see `project`), scored by trustworthiness: how many
     of each point's neighbours in the picture are also its neighbours among the update vectors
     (1 = all; around 0.5 for a random picture)."""
-    import sklearn.decomposition  # noqa: F401  (loads its BLAS before the limit below, which covers loaded libraries only)
-    from sklearn.manifold import trustworthiness
+    with SCIKIT_LEARN_IMPORTS:
+        import sklearn.decomposition  # noqa: F401  (loads its BLAS before the limit below, which covers loaded libraries only)
+        from sklearn.manifold import trustworthiness
 
     # One BLAS / OpenMP thread, as for torch (see pages/_shared.load_checkpoint): with every core
     # busy, their spinning threads made a t-SNE of 160 points take 213 s instead of 11 s, and
@@ -444,8 +447,8 @@ def embed_updates(updates: TaskUpdates, method: str = "umap", random_state: int 
 
 def _neighbours(points: np.ndarray, k: int) -> np.ndarray:
     """[N, k] indices of each point's k nearest other points."""
-    from sklearn.neighbors import NearestNeighbors
-
+    with SCIKIT_LEARN_IMPORTS:
+        from sklearn.neighbors import NearestNeighbors
     return NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points, return_distance=False)[:, 1:]
 
 

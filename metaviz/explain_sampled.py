@@ -65,7 +65,11 @@ def lime(network, inputs, targets, baseline: str, n_samples: int, patch: int):
     from captum._utils.models.linear_model import SkLearnRidge
 
     from metaviz.explain import _captum
+    from metaviz.import_lock import SCIKIT_LEARN_IMPORTS
 
+    with SCIKIT_LEARN_IMPORTS:  # captum imports these at the fit: see metaviz.import_lock
+        import sklearn.linear_model  # noqa: F401
+        import sklearn.svm  # noqa: F401
     explainer = _captum("Lime")(network, interpretable_model=SkLearnRidge(alpha=1.0))
     # a regression fit promises no sum of its coefficients: nothing to check
     return _sampled(explainer, inputs, targets, baseline, n_samples, patch)._replace(baselines=None)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +39,19 @@ LIMITS = {"shots": (1, 20), "queries": (1, 50), "seed": (0, 2**31 - 1)}
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 _this_run = threading.local()  # Streamlit runs each session's script in a thread of its own
+IDLE_BEFORE_WARM_UP = 3.0  # seconds without a page running before UMAP's warm-up starts
+
+
+@dataclass
+class _PagesRunning:
+    """How many pages run now, in all sessions of this process, and when the last one ended."""
+    count: int = 0
+    last_end: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    warm_up_waiter: threading.Thread | None = None
+
+
+_pages = _PagesRunning()
 
 
 # --- every page runs inside app.py ------------------------------------------------------------
@@ -44,12 +59,17 @@ _this_run = threading.local()  # Streamlit runs each session's script in a threa
 
 @contextmanager
 def inside_app() -> Iterator[None]:
-    """app.py runs the selected page inside this."""
+    """app.py runs the selected page inside this (also a page that stops early or reruns)."""
     _this_run.inside_app = True
+    with _pages.lock:
+        _pages.count += 1
     try:
         yield
     finally:
         _this_run.inside_app = False
+        with _pages.lock:
+            _pages.count -= 1
+            _pages.last_end = time.monotonic()
 
 
 def ensure_app() -> None:
@@ -63,6 +83,36 @@ def ensure_app() -> None:
         return
     runpy.run_path(str(APP))
     st.stop()
+
+
+def warm_up_for_later_pages() -> None:
+    """app.py calls this once a page has run to its end. When no page has run for
+    IDLE_BEFORE_WARM_UP seconds, a background thread then loads UMAP (metaviz.embed.start_warm_up,
+    once per process): the Task embeddings page's first map finds it loaded, instead of importing
+    it beside its tasks (2-3 s of Python holding the interpreter, which slowed their drawing);
+    waiting for a quiet moment keeps that import from slowing the page a user opens next.
+    Only once torch is loaded (every page that shows a model loads it), so that a page that
+    needs no model never waits for torch's import here."""
+    if "torch" not in sys.modules:
+        return
+    with _pages.lock:
+        if _pages.warm_up_waiter is None:
+            _pages.warm_up_waiter = threading.Thread(target=_warm_up_when_idle, name="umap-warm-up-waiter",
+                                                     daemon=True)
+            _pages.warm_up_waiter.start()
+
+
+def _seconds_idle() -> float:
+    with _pages.lock:
+        return 0.0 if _pages.count else time.monotonic() - _pages.last_end
+
+
+def _warm_up_when_idle() -> None:
+    while (idle := _seconds_idle()) < IDLE_BEFORE_WARM_UP:
+        time.sleep(max(IDLE_BEFORE_WARM_UP - idle, 0.1))
+    from metaviz.embed import start_warm_up
+
+    start_warm_up()  # a no-op where a map started it already
 
 
 # --- checkpoint -----------------------------------------------------------------------------

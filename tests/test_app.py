@@ -279,6 +279,60 @@ def test_the_first_page_reads_its_card_without_importing_torch():
     assert result.stdout.split() == [path.stem, "False"]
 
 
+def test_once_a_page_is_drawn_and_the_dashboard_is_idle_umaps_warm_up_starts(checkpoint_dir, monkeypatch):
+    # The Task embeddings page's first map then finds umap loaded (pages/_shared.warm_up_for_later_pages).
+    import time
+
+    from metaviz import embed
+    from pages import _shared
+
+    started = []
+    monkeypatch.setattr(embed, "start_warm_up", lambda: started.append(time.monotonic()))
+    # An earlier test's app may have started a waiter already (it may call the recorder too).
+    monkeypatch.setattr(_shared._pages, "warm_up_waiter", None)
+    write_checkpoint(checkpoint_dir)
+    app = start()
+    assert app.title[0].value == "digits-test" and not app.exception
+    page_ended = _shared._pages.last_end
+    _shared._pages.warm_up_waiter.join(30)
+    assert started and min(started) - page_ended >= _shared.IDLE_BEFORE_WARM_UP
+
+
+def test_the_warm_up_waits_while_a_page_runs(monkeypatch):
+    import threading
+    import time
+
+    from metaviz import embed
+    from pages import _shared
+
+    started, page_running, page_done = [], threading.Event(), threading.Event()
+    monkeypatch.setattr(embed, "start_warm_up", lambda: started.append(time.monotonic()))
+    # A page just ended: a waiter an earlier test left running waits as well.
+    monkeypatch.setattr(_shared, "_pages", _shared._PagesRunning(last_end=time.monotonic()))
+
+    def a_page():
+        with _shared.inside_app():
+            page_running.set()
+            page_done.wait(30)
+
+    threading.Thread(target=a_page).start()
+    page_running.wait(30)
+    _shared.warm_up_for_later_pages()  # another session's page ended; this one still runs
+    time.sleep(2 * _shared.IDLE_BEFORE_WARM_UP)
+    waited = not started
+    page_done.set()
+    _shared._pages.warm_up_waiter.join(30)
+    assert waited and started and min(started) - _shared._pages.last_end >= _shared.IDLE_BEFORE_WARM_UP
+
+
+def test_a_page_that_loaded_no_torch_starts_no_warm_up():
+    code = ("import sys; from pages._shared import warm_up_for_later_pages; warm_up_for_later_pages(); "
+            "print(*(name in sys.modules for name in ('torch', 'metaviz.embed', 'umap')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=services.REPOSITORY_ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.split() == ["False", "False", "False"]
+
+
 def test_picker_helpers_read_headers_without_loading_weights(checkpoint_dir):
     write_checkpoint(checkpoint_dir, name="z-sine", dataset="sinusoid")
     (checkpoint_dir / "broken.safetensors").write_bytes(b"\xff" * 64)

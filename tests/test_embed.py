@@ -176,6 +176,31 @@ def test_clusters_stay_clusters(method):
     assert purity.observed > 0.95 and purity.chance < 0.35
 
 
+def test_a_map_waits_while_another_thread_imports_scikit_learn():
+    # UMAP's warm-up imports umap (most of scikit-learn) in a thread of its own; a map made
+    # meanwhile imports its parts after it, not beside it (metaviz.import_lock).
+    from metaviz.import_lock import SCIKIT_LEARN_IMPORTS
+
+    points, _ = blobs()
+    embed.embed_updates(updates_from(points), "pca")  # imports done: the map alone takes milliseconds
+    held, release, maps = threading.Event(), threading.Event(), []
+
+    def importing():
+        with SCIKIT_LEARN_IMPORTS:
+            held.set()
+            release.wait(30)
+
+    threading.Thread(target=importing).start()
+    held.wait(30)
+    mapping = threading.Thread(target=lambda: maps.append(embed.embed_updates(updates_from(points), "pca")))
+    mapping.start()
+    mapping.join(1.0)
+    waited = mapping.is_alive() and not maps
+    release.set()
+    mapping.join(60)
+    assert waited and maps[0].coordinates.shape == (len(points), 2)
+
+
 def test_a_random_picture_is_not_trustworthy():
     points, _ = blobs()
     scrambled = np.random.default_rng(1).normal(size=(len(points), 2))
