@@ -1,9 +1,10 @@
 """Task embeddings in Chromium: how long a user waits for a map of Omniglot tasks in the dashboard.
 
 A fresh `streamlit run app.py` on the shipped checkpoints. The user opens the Checkpoint page of
-omniglot-5w1s-maml and reads its card for a few seconds (the page loads the weights), opens the
-Task embeddings page (its default: a map of 200 tasks; the first map also imports UMAP, in a
-thread beside the adaptation), then asks for 500 tasks. Timed in the browser: page.goto to the
+omniglot-5w1s-maml and reads its card for a few seconds (the page loads the weights; once no
+page has run for 3 s the dashboard loads UMAP in the background), opens the Task embeddings
+page (its default: a map of 200 tasks; with `--reading 0` that first map imports UMAP itself,
+in a thread beside the adaptation), then asks for 500 tasks. Timed in the browser: page.goto to the
 200-task map drawn, and Enter in the "Tasks" box to the 500-task map drawn (a map never made
 before in this server: every task is sampled, adapted and projected anew). UMAP's numba kernels
 are compiled into their disk cache first, as any earlier run of the dashboard leaves them.
