@@ -70,7 +70,7 @@ def child(tasks: int, steps: int, warm_up: bool, preloaded: bool, umap_warmed: b
         from pages._shared import load_checkpoint
 
         load_checkpoint(path, services.file_sha256(path))
-        if umap_warmed:  # the dashboard starts it once a page is drawn
+        if umap_warmed:  # the dashboard starts it once idle after a page (pages/_shared.py)
             embed.start_warm_up().join()
         start, cpu_start = time.perf_counter(), time.process_time()
     else:

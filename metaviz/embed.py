@@ -16,8 +16,8 @@ umap-learn compiles its numba kernels on first use (15-25 s on this 2-core machi
 new process: its kernels are not declared `cache=True`. `import_umap` switches numba's disk
 cache on for them, so only the first process ever compiles (a later one loads them in about
 a second), and `start_warm_up()` runs that import and a tiny fit in a background thread: the
-dashboard starts it once its first page is drawn, and a map whose warm-up has not run starts it
-while its tasks adapt. umap, numba and scikit-learn are imported inside functions (under
+dashboard starts it once it has been idle for a few seconds after a page (usually the first),
+and a map whose warm-up has not run starts it while its tasks adapt. umap, numba and scikit-learn are imported inside functions (under
 metaviz.import_lock): nothing here slows the dashboard's start.
 """
 from __future__ import annotations
@@ -375,8 +375,8 @@ def _compile_umap() -> None:
 
 def start_warm_up() -> threading.Thread:
     """Imports umap and compiles (or loads) its numba kernels in a daemon thread, once per
-    process; returns the thread. Best started while nothing else runs (the dashboard: once a
-    page is drawn) or while torch works (the tasks adapting): the import is mostly Python
+    process; returns the thread. Best started while nothing else runs (the dashboard: once idle
+    after a page) or while torch works (the tasks adapting): the import is mostly Python
     holding the GIL, and beside the drawing of 500 tasks, which is Python too, it made that
     0.4-0.8 s step take 3.3 s in a fresh process."""
     global _warm_up_thread
@@ -449,6 +449,7 @@ def _neighbours(points: np.ndarray, k: int) -> np.ndarray:
     """[N, k] indices of each point's k nearest other points."""
     with SCIKIT_LEARN_IMPORTS:
         from sklearn.neighbors import NearestNeighbors
+
     return NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points, return_distance=False)[:, 1:]
 
 
