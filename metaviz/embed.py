@@ -17,8 +17,9 @@ new process: its kernels are not declared `cache=True`. `import_umap` switches n
 cache on for them, so only the first process ever compiles (a later one loads them in about
 a second), and `start_warm_up()` runs that import and a tiny fit in a background thread: the
 dashboard starts it once it has been idle for a few seconds after a page (usually the first),
-and a map whose warm-up has not run starts it while its tasks adapt. umap, numba and scikit-learn are imported inside functions (under
-metaviz.import_lock): nothing here slows the dashboard's start.
+and a map whose warm-up has not run starts it while its tasks adapt. umap, numba and
+scikit-learn are imported inside functions (under metaviz.import_lock): nothing here slows
+the dashboard's start.
 """
 from __future__ import annotations
 
@@ -429,7 +430,8 @@ def embed_updates(updates: TaskUpdates, method: str = "umap", random_state: int 
     of each point's neighbours in the picture are also its neighbours among the update vectors
     (1 = all; around 0.5 for a random picture)."""
     with SCIKIT_LEARN_IMPORTS:
-        import sklearn.decomposition  # noqa: F401  (loads its BLAS before the limit below, which covers loaded libraries only)
+        # sklearn.decomposition loads its BLAS before the limit below, which covers loaded libraries only.
+        import sklearn.decomposition  # noqa: F401
         from sklearn.manifold import trustworthiness
 
     # One BLAS / OpenMP thread, as for torch (see pages/_shared.load_checkpoint): with every core

@@ -5,6 +5,8 @@ untrained model: the pages must work for any checkpoint, trained or not.
 """
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -281,8 +283,6 @@ def test_the_first_page_reads_its_card_without_importing_torch():
 
 def test_once_a_page_is_drawn_and_the_dashboard_is_idle_umaps_warm_up_starts(checkpoint_dir, monkeypatch):
     # The Task embeddings page's first map then finds umap loaded (pages/_shared.warm_up_for_later_pages).
-    import time
-
     from metaviz import embed
     from pages import _shared
 
@@ -299,9 +299,6 @@ def test_once_a_page_is_drawn_and_the_dashboard_is_idle_umaps_warm_up_starts(che
 
 
 def test_the_warm_up_waits_while_a_page_runs(monkeypatch):
-    import threading
-    import time
-
     from metaviz import embed
     from pages import _shared
 
