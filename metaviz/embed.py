@@ -14,16 +14,17 @@ cached result stays a few megabytes.
 
 umap-learn compiles its numba kernels on first use (15-25 s on this 2-core machine), in every
 new process: its kernels are not declared `cache=True`. `import_umap` switches numba's disk
-cache on for them, so only the first process ever compiles (a later one loads them in about
-a second), and `start_warm_up()` runs that import and a tiny fit in a background thread: the
-dashboard starts it once it has been idle for a few seconds after a page (usually the first),
-and a map whose warm-up has not run starts it while its tasks adapt. umap, numba and
-scikit-learn are imported inside functions (under metaviz.import_lock): nothing here slows
-the dashboard's start.
+cache on for them as umap imports, so only the first process ever compiles (a later one
+loads them in about a second), and `start_warm_up()` runs that import and a tiny fit in a
+background thread: the dashboard starts it once it has been idle for a few seconds after a
+page (usually the first), and a map whose warm-up has not run starts it while its tasks
+adapt. umap, numba and scikit-learn are imported inside functions (under
+metaviz.import_lock): nothing here slows the dashboard's start.
 """
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -350,21 +351,30 @@ _warm_up_thread: threading.Thread | None = None
 
 def import_umap():
     """umap, its numba kernels compiled once per installation instead of once per process:
-    numba's disk cache (next to umap's sources, else numba's user cache) is switched on for
-    every kernel umap defines at import. A kernel numba cannot cache just compiles as before."""
+    while umap imports, numba.njit declares every kernel `cache=True` (numba's disk cache, next
+    to umap's sources, else numba's user cache). That covers the two kernels umap.utils compiles
+    at import for a fixed signature (0.25-0.35 s of every process's import, 3.3 s in all, went
+    to compiling them), which switching the cache on after the import could not reach. A kernel
+    numba cannot cache just compiles as before. Importing umap anywhere else first would miss
+    this: metaviz imports it only here."""
     with SCIKIT_LEARN_IMPORTS:
-        import umap
-        from numba.core.caching import FunctionCache
-        from numba.core.registry import CPUDispatcher
-        from umap import distances, layouts, sparse, spectral, umap_, utils
+        if "umap" in sys.modules:
+            return sys.modules["umap"]
+        import numba
 
-        for module in (umap_, layouts, utils, spectral, distances, sparse):
-            for value in vars(module).values():
-                if isinstance(value, CPUDispatcher) and not isinstance(value._cache, FunctionCache):
-                    try:
-                        value.enable_caching()
-                    except RuntimeError:  # no writable cache location: compile in memory
-                        pass
+        declared = numba.njit
+
+        def njit_with_cache(*args, **options):
+            try:
+                return declared(*args, **{"cache": True, **options})
+            except RuntimeError:  # no writable cache location: compile in memory
+                return declared(*args, **options)
+
+        numba.njit = njit_with_cache
+        try:
+            import umap
+        finally:
+            numba.njit = declared
         return umap
 
 

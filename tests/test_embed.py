@@ -3,6 +3,8 @@ repeatable projections, quality thresholds on data with known structure, aligned
 import base64
 import io
 import json
+import os
+import sys
 import threading
 
 import numpy as np
@@ -199,6 +201,25 @@ def test_a_map_waits_while_another_thread_imports_scikit_learn():
     release.set()
     mapping.join(60)
     assert waited and maps[0].coordinates.shape == (len(points), 2)
+
+
+def _kept_on_disk(kernel) -> bool:
+    index = getattr(getattr(kernel._cache, "_cache_file", None), "_index_path", None)  # numba's disk cache
+    return index is not None and os.path.isfile(index)
+
+
+def test_every_umap_kernel_compiled_in_this_process_is_kept_on_disk_for_the_next():
+    # import_umap has numba cache umap's kernels, the two umap.utils compiles as it is imported
+    # included, so only the first process on a machine compiles them.
+    from numba.core.registry import CPUDispatcher
+
+    umap = embed.import_umap()
+    kernels = {f"{name}.{attribute}": value for name, module in list(sys.modules.items()) if name.split(".")[0] == "umap"
+               for attribute, value in vars(module).items() if isinstance(value, CPUDispatcher)}
+    compiled = {name: kernel for name, kernel in kernels.items() if kernel.signatures}
+    assert {"umap.utils.tau_rand_int", "umap.utils.tau_rand"} <= compiled.keys()
+    not_on_disk = [name for name, kernel in compiled.items() if not _kept_on_disk(kernel)]
+    assert not not_on_disk
 
 
 def test_a_random_picture_is_not_trustworthy():
