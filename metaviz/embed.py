@@ -353,10 +353,10 @@ def import_umap():
     """umap, its numba kernels compiled once per installation instead of once per process:
     while umap imports, numba.njit declares every kernel `cache=True` (numba's disk cache, next
     to umap's sources, else numba's user cache). That covers the two kernels umap.utils compiles
-    at import for a fixed signature (0.25-0.35 s of every process's import, 3.3 s in all, went
-    to compiling them), which switching the cache on after the import could not reach. A kernel
-    numba cannot cache just compiles as before. Importing umap anywhere else first would miss
-    this: metaviz imports it only here."""
+    for a fixed signature as it is imported, which switching the cache on after the import
+    could not reach (loading them instead: the import 2.71-2.86 -> 2.54-2.81 s). A kernel numba
+    cannot cache just compiles as before. Importing umap anywhere else first would miss this:
+    metaviz imports it only here."""
     with SCIKIT_LEARN_IMPORTS:
         if "umap" in sys.modules:
             return sys.modules["umap"]
