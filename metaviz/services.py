@@ -383,6 +383,8 @@ def markdown_text(text: str) -> str:
 # --- restricting a sampled task to some alphabets or classes ----------------------------------
 
 GROUP_NOUNS = {"omniglot": ("alphabet", "alphabets"), "digits": ("digit", "digits")}
+# What to type in the Task embeddings page's search box: names that match tasks of the dataset.
+SEARCH_EXAMPLES = {"omniglot": "e.g. Gurmukhi or character05", "digits": "e.g. digit 7"}
 
 
 def group_noun(dataset: str, count: int = 2) -> str:

@@ -113,8 +113,9 @@ controls = st.columns([1, 2])
 fields = colour_fields(embedding)
 colour_by = controls[0].selectbox("Colour by", fields, format_func=COLOUR_FIELDS.get, key="embed_colour")
 query = "" if regression else controls[1].text_input(
-    "Find alphabets or classes", key="embed_search", placeholder="e.g. Gurmukhi or character05",
-    help="Tasks with a matching alphabet or class stay bright; the others fade.")
+    f"Find {services.group_noun(checkpoint.dataset)} or classes", key="embed_search",
+    placeholder=services.SEARCH_EXAMPLES.get(checkpoint.dataset, "A class name"),
+    help=f"Tasks with a matching {services.group_noun(checkpoint.dataset, 1)} or class stay bright; the others fade.")
 matches = search_matches(embedding, query)
 if matches is not None:
     controls[1].caption(f"{services.plural(int(matches.sum()), 'task')} of {len(embedding)} match.")

@@ -113,7 +113,9 @@ def test_the_current_task_is_ringed_and_settings_redraw(checkpoint_dir):
     assert figure(app)["data"][0]["x"] != before and figure(app)["layout"]["xaxis"]["title"]["text"] == "PCA 1"
     app.selectbox(key="embed_layer").set_value("head").run()
     assert not app.exception and app.selectbox(key="embed_layer").value == "head"
-    app.text_input(key="embed_search").input("DIGIT 7 (rot 90)").run()
+    search = app.text_input(key="embed_search")
+    assert search.label == "Find digits or classes" and search.placeholder == "e.g. digit 7"  # not alphabets
+    search.input("DIGIT 7 (rot 90)").run()
     assert "tasks of 20 match" in all_text(app) or "task of 20 match" in all_text(app)
     opacities = [value for trace in figure(app)["data"] if trace.get("name") != "current task"
                  for value in trace["marker"]["opacity"]]
@@ -129,6 +131,7 @@ def test_omniglot_tasks_from_one_alphabet_measure_purity(checkpoint_dir, omniglo
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Neighbours from the same alphabet"].endswith("%")
     assert app.selectbox(key="embed_colour").options[0] == "Alphabet"
+    assert app.text_input(key="embed_search").label == "Find alphabets or classes"
     legend = {trace["name"] for trace in figure(app)["data"]}
     assert len(legend) == 20  # 20 tasks, the 20 test alphabets taking turns
     row = 13
