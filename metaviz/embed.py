@@ -66,6 +66,7 @@ class TaskUpdates:
     metadata: dict[str, np.ndarray]  # column name -> [N] values
     layer: str | None  # None: every adapted layer
     width: int  # parameters in one update vector, before any sketching
+    dataset: str = ""  # the tasks' dataset (a checkpoint's `dataset`): what the map's cards call a group
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Embedding:
     random_state: int = 0
     trustworthiness: float = float("nan")  # of the 2-D picture against the update vectors
     neighbours: int = NEIGHBOURS
+    dataset: str = ""  # as TaskUpdates.dataset
 
     def __len__(self) -> int:
         return len(self.coordinates)
@@ -307,7 +309,7 @@ def collect_updates(checkpoint: Checkpoint, n_tasks: int = DEFAULT_TASKS, seed: 
     metadata = task_metadata(tasks)
     metadata["update_norm"] = np.concatenate(norms)
     metadata |= {name: np.concatenate([m[name] for m in metrics]) for name in metrics[0]}
-    return TaskUpdates(np.concatenate(vectors).astype(np.float32), metadata, layer, width)
+    return TaskUpdates(np.concatenate(vectors).astype(np.float32), metadata, layer, width, checkpoint.dataset)
 
 
 def _objects(values: list) -> np.ndarray:
@@ -451,7 +453,7 @@ def embed_updates(updates: TaskUpdates, method: str = "umap", random_state: int 
         coordinates, used = project(updates.vectors, method, random_state, **settings)
         k = neighbour_count(len(coordinates))
         score = float(trustworthiness(updates.vectors, coordinates, n_neighbors=k))
-    return Embedding(coordinates, dict(updates.metadata), method, used, random_state, score, k)
+    return Embedding(coordinates, dict(updates.metadata), method, used, random_state, score, k, updates.dataset)
 
 
 # --- structure measures -------------------------------------------------------------------------

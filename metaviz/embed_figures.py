@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from metaviz.figures import figure_text, readable_class_name
+from metaviz.services import group_noun
 
 if TYPE_CHECKING:
     from metaviz.embed import Embedding
@@ -69,7 +70,8 @@ def task_summary(embedding: Embedding, row: int, class_limit: int = 3) -> tuple[
     lines = []
     if "classes" in meta:
         classes = [readable_class_name(name) for name in meta["classes"][row]]
-        lines.append(f"Alphabets: {_short_list([name.replace('_', ' ') for name in meta['alphabets'][row]])}")
+        groups = group_noun(embedding.dataset).capitalize()  # Alphabets (Omniglot), Digits
+        lines.append(f"{groups}: {_short_list([name.replace('_', ' ') for name in meta['alphabets'][row]])}")
         lines.append(f"Classes: {_short_list(classes, class_limit)}")
         before, after = meta["query_accuracy_before"][row], meta["query_accuracy_after"][row]
         lines.append(f"New images recognised: {100 * before:.0f}% before, {100 * after:.0f}% after")

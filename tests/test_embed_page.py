@@ -100,6 +100,8 @@ def test_the_page_draws_the_map(checkpoint_dir, dataset):
     assert len({card["thumbnail"] for card in cards}) == 20  # each task its own pictures
     line = "Amplitude" if dataset == "sinusoid" else "New images recognised"
     assert all(any(text.startswith(line) for text in card["lines"]) for card in cards)
+    if dataset == "digits":  # a card names the task's digits as digits, not as alphabets
+        assert all(card["lines"][0].startswith("Digits: digit ") for card in cards)
 
 
 def test_the_current_task_is_ringed_and_settings_redraw(checkpoint_dir):
