@@ -214,7 +214,8 @@ def test_every_umap_kernel_compiled_in_this_process_is_kept_on_disk_for_the_next
     from numba.core.registry import CPUDispatcher
 
     umap = embed.import_umap()
-    kernels = {f"{name}.{attribute}": value for name, module in list(sys.modules.items()) if name.split(".")[0] == "umap"
+    modules = {name: module for name, module in list(sys.modules.items()) if name.split(".")[0] == "umap"}
+    kernels = {f"{name}.{attribute}": value for name, module in modules.items()
                for attribute, value in vars(module).items() if isinstance(value, CPUDispatcher)}
     compiled = {name: kernel for name, kernel in kernels.items() if kernel.signatures}
     assert {"umap.utils.tau_rand_int", "umap.utils.tau_rand"} <= compiled.keys()
